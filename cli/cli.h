@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Shared pieces of the `shoal` command: exit codes, key files, times,
+ * output helpers. */
+#pragma once
+
+#include <stdio.h>
+
+#include "manifest.h"
+#include "util.h"
+
+/* Exit codes (documented in `shoal --help` and docs/operations.md). */
+enum {
+	EXIT_OK = 0,
+	EXIT_FAIL = 1,     /* an operation failed: I/O, missing file, ... */
+	EXIT_USAGE = 2,    /* bad command line */
+	EXIT_INVALID = 3,  /* verification failed: signature, trust, corrupt or malformed data */
+};
+
+struct verb {
+	const char *name;
+	int (*run)(int argc, char **argv);
+	const char *summary;
+};
+
+/* Runs the verb named by argv[0] from the table, or prints the table. */
+int run_verbs(const char *prog, const struct verb *verbs, size_t n, int argc, char **argv);
+
+/* Messages go to stderr as "shoal: ..." */
+void log_error(const char *fmt, ...) _printf_(1, 2);
+void log_info(const char *fmt, ...) _printf_(1, 2);
+/* Prints the usage error and returns EXIT_USAGE. */
+int usage_error(const char *verb, const char *fmt, ...) _printf_(2, 3);
+/* Maps a negative errno from a verifier to EXIT_INVALID or EXIT_FAIL. */
+int exit_code_for(int k);
+
+/* Key files: NAME.pub holds "ed25519:<64 hex>[ comment]\n", NAME.key holds
+ * "ed25519-secret:<128 hex>\n" (mode 0600). */
+int key_read_public(const char *path, uint8_t pub[PUBKEY_SIZE], struct perr *err);
+/* sk lives in sodium_malloc'ed memory: free with sodium_free. */
+int key_read_secret(const char *path, uint8_t **ret_sk, struct perr *err);
+
+/* Accepts "2027-01-31", "2027-01-31T12:00:00Z", "@1700000000", "+30d",
+ * "+12h", "+90m", "+3600s" (relative to now). */
+int time_parse(const char *s, uint64_t now, uint64_t *ret, struct perr *err);
+/* "2027-01-31T12:00:00Z" into buf (at least 32 bytes); 0 prints "never". */
+const char *time_format(uint64_t t, char *buf, size_t size);
+/* "1.5 GiB" */
+const char *size_format(uint64_t n, char *buf, size_t size);
+/* Parses "65536", "64K", "1M". */
+int size_parse(const char *s, uint64_t *ret);
+
+/* Seconds since the epoch, honouring SOURCE_DATE_EPOCH for reproducible builds. */
+uint64_t now_or_source_date(void);
+
+/* A progress bar on stderr when it is a terminal, silent otherwise. */
+struct progress {
+	const char *what;
+	uint64_t total;
+	uint64_t done;
+	double started;
+	double last_draw;
+	bool tty;
+};
+void progress_start(struct progress *p, const char *what, uint64_t total);
+void progress_update(struct progress *p, uint64_t done);
+void progress_end(struct progress *p);
+double mono_seconds(void);
+
+int cmd_keygen(int argc, char **argv);
+int cmd_keyring(int argc, char **argv);
+int cmd_release(int argc, char **argv);
+int cmd_bundle(int argc, char **argv);

@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* shoal: release tooling and (later) the daemon's client. Only argument
+ * dispatch lives here; each verb is in its own cmd-*.c. */
+#include <sodium.h>
+
+#include "cli.h"
+#include "config.h"
+
+static const struct verb verbs[] = {
+	{ "keygen", cmd_keygen, "make an Ed25519 key pair (NAME.key, NAME.pub)" },
+	{ "keyring", cmd_keyring, "create a keyring of release keys signed by a root key" },
+	{ "release", cmd_release, "create, show or verify a release" },
+	{ "bundle", cmd_bundle, "pack a release into one file for a USB stick" },
+};
+
+static void help(void)
+{
+	printf("Usage: shoal [--version] VERB [OPTIONS...]\n\n"
+	       "Signed, content-addressed updates shared peer to peer on a LAN.\n\nVerbs:\n");
+	for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
+		printf("  %-10s %s\n", verbs[i].name, verbs[i].summary);
+	printf("\nExit codes:\n"
+	       "  0  success\n"
+	       "  1  the operation failed (a file could not be read or written, ...)\n"
+	       "  2  bad command line\n"
+	       "  3  verification failed: a signature, the trust chain, a chunk or a\n"
+	       "     malformed file (the message names which)\n"
+	       "\nRun 'shoal VERB --help' for the options of a verb.\n");
+}
+
+int main(int argc, char **argv)
+{
+	if (sodium_init() < 0) {
+		log_error("libsodium failed to initialise");
+		return EXIT_FAIL;
+	}
+	if (argc < 2) {
+		help();
+		return EXIT_USAGE;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+		help();
+		return EXIT_OK;
+	}
+	if (!strcmp(argv[1], "--version")) {
+		printf("shoal %s\n", SHOAL_VERSION);
+		return EXIT_OK;
+	}
+	return run_verbs("shoal", verbs, ELEMENTSOF(verbs), argc - 1, argv + 1);
+}
