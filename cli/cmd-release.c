@@ -268,6 +268,12 @@ static int chunk_image(int fd, struct pipeline *p, struct manifest *m, uint64_t 
 	return 0;
 }
 
+static void free_keys(uint8_t **sks, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		sodium_free(sks[i]);
+}
+
 static void create_help(void)
 {
 	printf("Usage: shoal release create --image IMG --product P --version STR --counter N\n"
@@ -284,7 +290,8 @@ static void create_help(void)
 	       "  --product P          compatibility string devices must match\n"
 	       "  --version STR        human version, e.g. 2.1.0\n"
 	       "  --counter N          monotonic release counter; devices refuse lower ones\n"
-	       "  --key KEY            secret key that signs (a release key or a root key)\n"
+	       "  --key KEY            secret key that signs (a release key or a root key;\n"
+	       "                       repeat for a keyring with a threshold)\n"
 	       "  --keyring FILE       keyring naming KEY, shipped with the release\n"
 	       "  --expires TIME       devices refuse the release after TIME\n"
 	       "  --payload-type TYPE  'ab-image' (default) or an update module's type\n"
@@ -342,7 +349,9 @@ static int release_create(int argc, char **argv)
 	_cleanup_(keyring_freep) struct keyring *kr = NULL;
 	_cleanup_(freep) uint8_t *kr_bytes = NULL, *m_bytes = NULL;
 	_cleanup_(closep) int fd = -1;
-	const char *image = NULL, *product = NULL, *version = NULL, *key = NULL, *keyring = NULL, *out = NULL;
+	const char *image = NULL, *product = NULL, *version = NULL, *keyring = NULL, *out = NULL;
+	const char *keys[SIGSET_MAX];
+	size_t n_keys = 0;
 	const char *payload = PAYLOAD_AB_IMAGE;
 	char path[PATH_MAX], sz[32], hex[17];
 	uint64_t now = now_or_source_date(), total = 0;
@@ -353,7 +362,7 @@ static int release_create(int argc, char **argv)
 	struct pipeline p = { .level = 3 };
 	pthread_t threads[64];
 	size_t n_threads = 0;
-	uint8_t *sk = NULL;
+	uint8_t *sks[SIGSET_MAX] = { NULL };
 	double t0;
 	char *end;
 	int c, k;
@@ -376,7 +385,11 @@ static int release_create(int argc, char **argv)
 			m->counter = v;
 			have_counter = true;
 			break;
-		case 'k': key = optarg; break;
+		case 'k':
+			if (n_keys >= ELEMENTSOF(keys))
+				return usage_error("release create", "at most %zu --key", ELEMENTSOF(keys));
+			keys[n_keys++] = optarg;
+			break;
 		case 'K': keyring = optarg; break;
 		case 'e':
 			if (time_parse(optarg, now, &m->expires, &err) < 0)
@@ -427,7 +440,7 @@ static int release_create(int argc, char **argv)
 	}
 	if (optind < argc)
 		return usage_error("release create", "unexpected argument '%s'", argv[optind]);
-	if (!image || !product || !version || !have_counter || !key || !out)
+	if (!image || !product || !version || !have_counter || !n_keys || !out)
 		return usage_error("release create", "--image, --product, --version, --counter, --key and -o are required");
 	if (manifest_set_strings(m, product, version, payload, &err) < 0)
 		return usage_error("release create", "%s", err.msg);
@@ -438,40 +451,44 @@ static int release_create(int argc, char **argv)
 	if (jobs > ELEMENTSOF(threads))
 		jobs = ELEMENTSOF(threads);
 
-	if ((k = key_read_secret(key, &sk, &err)) < 0) {
-		log_error("%s", err.msg);
-		return EXIT_FAIL;
-	}
+	for (size_t i = 0; i < n_keys; i++)
+		if ((k = key_read_secret(keys[i], &sks[i], &err)) < 0) {
+			free_keys(sks, n_keys);
+			log_error("%s", err.msg);
+			return EXIT_FAIL;
+		}
 	if (keyring) {
 		uint8_t pk[PUBKEY_SIZE];
 
 		if ((k = read_file(keyring, KEYRING_MAX_SIZE, &kr_bytes, &kr_len, &err)) < 0 ||
 		    (k = keyring_parse(kr_bytes, kr_len, &kr, &err)) < 0) {
-			sodium_free(sk);
+			free_keys(sks, n_keys);
 			log_error("%s: %s", keyring, err.msg);
 			return exit_code_for(k);
 		}
-		crypto_sign_ed25519_sk_to_pk(pk, sk);
-		if (!keyring_find(kr, pk))
-			log_info("note: key %s is not listed in keyring v%" PRIu64 "; devices accept this release "
-				 "only if it is one of their root keys", key_short_id(pk, hex), kr->version);
+		for (size_t i = 0; i < n_keys; i++) {
+			crypto_sign_ed25519_sk_to_pk(pk, sks[i]);
+			if (!keyring_find(kr, pk))
+				log_info("note: key %s is not listed in keyring v%" PRIu64 "; devices accept this release "
+					 "only if it is one of their root keys", key_short_id(pk, hex), kr->version);
+		}
 	}
 
 	snprintf(path, sizeof(path), "%s/" RELEASE_MANIFEST, out);
 	if (!force && access(path, F_OK) == 0) {
-		sodium_free(sk);
+		free_keys(sks, n_keys);
 		log_error("%s exists; use --force to replace it (chunks already in the store are kept)", path);
 		return EXIT_FAIL;
 	}
 	fd = open(image, O_RDONLY | O_CLOEXEC);
 	if (fd < 0 || image_size_of(fd, &total) < 0) {
-		sodium_free(sk);
+		free_keys(sks, n_keys);
 		log_error("%s: %s", image, fd < 0 ? strerror(errno) : "not a regular file or block device");
 		return EXIT_FAIL;
 	}
 	snprintf(path, sizeof(path), "%s/" RELEASE_CHUNKS, out);
 	if ((k = mkdir_p(path, 0755)) < 0) {
-		sodium_free(sk);
+		free_keys(sks, n_keys);
 		log_error("%s: %s", path, strerror(-k));
 		return EXIT_FAIL;
 	}
@@ -503,11 +520,15 @@ static int release_create(int argc, char **argv)
 	if (!p.error) {
 		for (size_t i = 0; i < m->n_chunks; i++)
 			memcpy(m->chunks[i].id, p.id_blocks[i / ID_BLOCK][i % ID_BLOCK], HASH_SIZE);
-		if ((k = manifest_seal(m, &err)) < 0 || (k = manifest_sign(m, sk, &err)) < 0 ||
-		    (k = manifest_format(m, &m_bytes, &m_len, &err)) < 0)
+		k = manifest_seal(m, &err);
+		for (size_t i = 0; k == 0 && i < n_keys; i++)
+			k = manifest_sign(m, sks[i], &err);
+		if (k == 0)
+			k = manifest_format(m, &m_bytes, &m_len, &err);
+		if (k < 0)
 			p.error = k, p.err = err;
 	}
-	sodium_free(sk);
+	free_keys(sks, n_keys);
 	for (size_t i = 0; i < ELEMENTSOF(p.id_blocks); i++)
 		free(p.id_blocks[i]);
 	free(p.seen.ids);

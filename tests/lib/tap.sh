@@ -1,0 +1,55 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# A little TAP for shell tests: `check NAME CMD...` runs CMD and reports it;
+# `expect_exit CODE NAME CMD...` wants that exit status; `done_testing`
+# prints the plan and exits non-zero if anything failed. Output of a failing
+# command is shown as TAP diagnostics.
+
+TAP_N=0
+TAP_FAILED=0
+TAP_LOG=$(mktemp)
+
+_tap_report() { # status name
+	TAP_N=$((TAP_N + 1))
+	if [ "$1" = ok ]; then
+		echo "ok $TAP_N - $2"
+	else
+		echo "not ok $TAP_N - $2"
+		sed 's/^/# /' "$TAP_LOG"
+		TAP_FAILED=$((TAP_FAILED + 1))
+	fi
+}
+
+check() {
+	local name=$1; shift
+	if "$@" >"$TAP_LOG" 2>&1; then _tap_report ok "$name"; else _tap_report fail "$name"; fi
+}
+
+# expect_exit CODE NAME CMD... ; the output is kept in $TAP_OUT
+expect_exit() {
+	local want=$1 name=$2; shift 2
+	local got=0
+	"$@" >"$TAP_LOG" 2>&1 || got=$?
+	TAP_OUT=$(cat "$TAP_LOG")
+	if [ "$got" = "$want" ]; then
+		_tap_report ok "$name"
+	else
+		echo "expected exit $want, got $got" >>"$TAP_LOG"
+		_tap_report fail "$name"
+	fi
+}
+
+# output_has NAME PATTERN: the last expect_exit output matches PATTERN (grep -E)
+output_has() {
+	if printf '%s\n' "$TAP_OUT" | grep -Eq -- "$2"; then
+		_tap_report ok "$1"
+	else
+		printf 'output did not match /%s/:\n%s\n' "$2" "$TAP_OUT" >"$TAP_LOG"
+		_tap_report fail "$1"
+	fi
+}
+
+done_testing() {
+	echo "1..$TAP_N"
+	rm -f "$TAP_LOG"
+	[ "$TAP_FAILED" -eq 0 ]
+}
