@@ -51,6 +51,10 @@ int chunk_decode(ZSTD_DCtx *dctx, enum chunk_enc enc, const uint8_t *stored, siz
 		if (fcs == ZSTD_CONTENTSIZE_ERROR || (fcs != ZSTD_CONTENTSIZE_UNKNOWN && fcs != len))
 			return perr_set(err, -EBADMSG, "chunk %s: not a zstd frame of %u bytes",
 					hex_encode(id, HASH_SIZE, hex), len);
+		/* exactly one frame: no second frame or trailing bytes riding along */
+		if (ZSTD_findFrameCompressedSize(stored, stored_len) != stored_len)
+			return perr_set(err, -EBADMSG, "chunk %s: stored data is not exactly one zstd frame",
+					hex_encode(id, HASH_SIZE, hex));
 		r = ZSTD_decompressDCtx(dctx, out, len, stored, stored_len);
 		if (ZSTD_isError(r) || r != len)
 			return perr_set(err, -EBADMSG, "chunk %s: zstd data is corrupt (%s)",

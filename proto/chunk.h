@@ -19,8 +19,8 @@ void chunk_id(const uint8_t *p, size_t n, uint8_t ret[HASH_SIZE]);
  * take: parsers bound lengths by this before reading. */
 size_t chunk_stored_max(void);
 
-/* Compresses p into out (capacity ZSTD_compressBound(n)) and returns the
- * compressed size, or a negative errno. */
+/* Compresses p into out (capacity ZSTD_compressBound(n)); the compressed
+ * size goes to *ret_len. Returns 0 or a negative errno. */
 int chunk_compress(ZSTD_CCtx *cctx, int level, const uint8_t *p, size_t n, uint8_t *out, size_t cap,
 		   size_t *ret_len);
 

@@ -5,7 +5,7 @@ int rd_bytes(struct rd *r, size_t n, const uint8_t **ret, const char *what)
 {
 	if (rd_left(r) < n)
 		return perr_set(r->err, -EBADMSG, "truncated at byte %zu: %s needs %zu bytes, %zu left",
-				r->off, what, n, rd_left(r));
+				r->base + r->off, what, n, rd_left(r));
 	*ret = r->p + r->off;
 	r->off += n;
 	return 0;
@@ -68,7 +68,7 @@ int rd_str(struct rd *r, size_t min, size_t max, const char **ret, size_t *ret_l
 	if (n < min || n > max) {
 		r->off = at;
 		return perr_set(r->err, -EBADMSG, "%s at byte %zu has length %u, allowed %zu..%zu",
-				what, at, n, min, max);
+				what, r->base + at, n, min, max);
 	}
 	k = rd_bytes(r, n, &p, what);
 	if (k < 0) {

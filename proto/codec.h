@@ -12,12 +12,19 @@ struct rd {
 	const uint8_t *p;
 	size_t len;
 	size_t off;
+	size_t base; /* where p lies in the file: error messages give file offsets */
 	struct perr *err;
 };
 
 static inline void rd_init(struct rd *r, const uint8_t *p, size_t len, struct perr *err)
 {
 	*r = (struct rd){ .p = p, .len = len, .off = 0, .err = err };
+}
+
+/* A cursor over a section that starts at byte `base` of the file. */
+static inline void rd_init_at(struct rd *r, const uint8_t *p, size_t len, size_t base, struct perr *err)
+{
+	*r = (struct rd){ .p = p, .len = len, .off = 0, .base = base, .err = err };
 }
 
 static inline size_t rd_left(const struct rd *r)

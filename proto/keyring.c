@@ -48,7 +48,7 @@ int keyring_add_key(struct keyring *kr, const uint8_t pub[PUBKEY_SIZE], uint64_t
 	if (!name)
 		name = "";
 	if ((k = check_key(&key, name, strlen(name), err)) < 0)
-		return k;
+		return -EINVAL;
 	for (at = 0; at < kr->n_keys; at++) {
 		int c = memcmp(pub, kr->keys[at].pub, PUBKEY_SIZE);
 		char id[17];
@@ -212,7 +212,7 @@ int keyring_parse(const uint8_t *buf, size_t len, struct keyring **ret, struct p
 	kr = calloc(1, sizeof(*kr));
 	if (!kr)
 		return perr_set(err, -ENOMEM, "out of memory");
-	rd_init(&body, buf + r.off, body_len, err);
+	rd_init_at(&body, buf + r.off, body_len, r.off, err);
 	if ((k = parse_body(&body, kr)) < 0)
 		return k;
 	r.off += body_len;

@@ -143,12 +143,18 @@ int manifest_add_meta(struct manifest *m, const char *key, const char *value, st
 	if (!p)
 		return perr_set(err, -ENOMEM, "out of memory");
 	m->meta = p;
-	memmove(p + at + 1, p + at, (m->n_meta - at) * sizeof(*p));
-	p[at].key = strdup(key);
-	p[at].value = strdup(value);
-	m->n_meta++;
-	if (!p[at].key || !p[at].value)
-		return perr_set(err, -ENOMEM, "out of memory");
+	{
+		char *kd = strdup(key), *vd = strdup(value);
+
+		if (!kd || !vd) {
+			free(kd);
+			free(vd);
+			return perr_set(err, -ENOMEM, "out of memory");
+		}
+		memmove(p + at + 1, p + at, (m->n_meta - at) * sizeof(*p));
+		p[at] = (struct manifest_meta){ kd, vd };
+		m->n_meta++;
+	}
 	return 0;
 }
 
@@ -278,19 +284,19 @@ int manifest_format(const struct manifest *m, uint8_t **ret, size_t *ret_len, st
 	return 0;
 }
 
-static int rd_checked_str(struct rd *r, size_t max, int (*check)(const char *, size_t, struct perr *),
-			  char **ret, const char *what)
+static int rd_checked_str(struct rd *r, size_t min, size_t max,
+			  int (*check)(const char *, size_t, struct perr *), char **ret, const char *what)
 {
 	const char *s;
 	size_t n;
 	int k;
 
-	k = rd_str(r, 0, max, &s, &n, what);
+	k = rd_str(r, min, max, &s, &n, what);
 	if (k < 0)
 		return k;
 	k = check(s, n, r->err);
 	if (k < 0)
-		return perr_prefix(r->err, -EBADMSG, "%s at byte %zu: ", what, r->off - n - 2);
+		return perr_prefix(r->err, -EBADMSG, "%s at byte %zu: ", what, r->base + r->off - n - 2);
 	*ret = strndup(s, n);
 	if (!*ret)
 		return perr_set(r->err, -ENOMEM, "out of memory");
@@ -304,12 +310,12 @@ static int parse_body(struct rd *r, struct manifest *m)
 	uint32_t n_chunks;
 	int k;
 
-	if ((k = rd_checked_str(r, MANIFEST_PRODUCT_MAX, check_product, &m->product, "product")) < 0 ||
-	    (k = rd_checked_str(r, MANIFEST_VERSION_MAX, check_version, &m->version, "version")) < 0 ||
+	if ((k = rd_checked_str(r, 1, MANIFEST_PRODUCT_MAX, check_product, &m->product, "product")) < 0 ||
+	    (k = rd_checked_str(r, 1, MANIFEST_VERSION_MAX, check_version, &m->version, "version")) < 0 ||
 	    (k = rd_u64(r, &m->counter, "release counter")) < 0 ||
 	    (k = rd_u64(r, &m->created, "creation time")) < 0 ||
 	    (k = rd_u64(r, &m->expires, "expiry time")) < 0 ||
-	    (k = rd_checked_str(r, MANIFEST_PAYLOAD_MAX, check_payload, &m->payload_type, "payload type")) < 0 ||
+	    (k = rd_checked_str(r, 1, MANIFEST_PAYLOAD_MAX, check_payload, &m->payload_type, "payload type")) < 0 ||
 	    (k = rd_u64(r, &m->image_size, "image size")) < 0 ||
 	    (k = rd_bytes(r, HASH_SIZE, &p, "image hash")) < 0)
 		return k;
@@ -332,10 +338,10 @@ static int parse_body(struct rd *r, struct manifest *m)
 	for (size_t i = 0; i < n_meta; i++) {
 		struct manifest_meta *e = &m->meta[i];
 
-		if ((k = rd_checked_str(r, MANIFEST_META_KEY_MAX, check_meta_key, &e->key, "metadata key")) < 0)
+		if ((k = rd_checked_str(r, 1, MANIFEST_META_KEY_MAX, check_meta_key, &e->key, "metadata key")) < 0)
 			return k;
 		m->n_meta++;
-		if ((k = rd_checked_str(r, MANIFEST_META_VALUE_MAX, check_meta_value, &e->value, "metadata value")) < 0)
+		if ((k = rd_checked_str(r, 0, MANIFEST_META_VALUE_MAX, check_meta_value, &e->value, "metadata value")) < 0)
 			return k;
 		if (i > 0 && strcmp(m->meta[i - 1].key, e->key) >= 0)
 			return perr_set(r->err, -EBADMSG, "metadata key '%s' is duplicated or out of order", e->key);
@@ -392,7 +398,7 @@ int manifest_parse(const uint8_t *buf, size_t len, struct manifest **ret, struct
 	m = calloc(1, sizeof(*m));
 	if (!m)
 		return perr_set(err, -ENOMEM, "out of memory");
-	rd_init(&body, buf + r.off, body_len, err);
+	rd_init_at(&body, buf + r.off, body_len, r.off, err);
 	if ((k = parse_body(&body, m)) < 0)
 		return k;
 	r.off += body_len;

@@ -42,6 +42,8 @@ int trust_check_manifest(const struct trust_roots *roots, const struct keyring *
 			 uint64_t now, struct trust_result *res, struct perr *err)
 {
 	struct trust_result r = { .threshold = kr ? kr->threshold : 1 };
+	const struct signature *expired = NULL;
+	bool expired_now = false;
 	char id[17];
 
 	if (!m->signed_bytes)
@@ -58,15 +60,15 @@ int trust_check_manifest(const struct trust_roots *roots, const struct keyring *
 		if (is_root(roots, s->pub)) {
 			r.root_signers++;
 		} else if (kr && (k = keyring_find(kr, s->pub))) {
-			if (!key_valid_at(k, now))
-				return perr_set(err, -EKEYEXPIRED,
-						"manifest signed by key %s ('%s') outside its validity period",
-						key_short_id(s->pub, id), k->name);
-			if (!key_valid_at(k, m->created))
-				return perr_set(err, -EKEYEXPIRED,
-						"manifest created at %" PRIu64 ", outside the validity of its signing key %s",
-						m->created, key_short_id(s->pub, id));
-			r.release_signers++;
+			/* An expired co-signer does not count, and does not
+			 * veto: rotating keys means signing with old and new
+			 * for a while. */
+			if (key_valid_at(k, now) && key_valid_at(k, m->created))
+				r.release_signers++;
+			else if (!expired) {
+				expired = s;
+				expired_now = !key_valid_at(k, now);
+			}
 		} else {
 			r.other_signers++;
 		}
@@ -74,6 +76,13 @@ int trust_check_manifest(const struct trust_roots *roots, const struct keyring *
 	if (res)
 		*res = r;
 	if (r.root_signers == 0 && r.release_signers < r.threshold) {
+		if (expired && expired_now)
+			return perr_set(err, -EKEYEXPIRED, "manifest signed by key %s outside its validity period",
+					key_short_id(expired->pub, id));
+		if (expired)
+			return perr_set(err, -EKEYEXPIRED,
+					"manifest created at %" PRIu64 ", outside the validity of its signing key %s",
+					m->created, key_short_id(expired->pub, id));
 		if (r.release_signers == 0) {
 			/* name the first signer we could not place: that is the key to look for */
 			return perr_set(err, -ENOKEY,

@@ -23,7 +23,7 @@ int trust_check_keyring(const struct trust_roots *roots, const struct keyring *k
 
 struct trust_result {
 	size_t root_signers;    /* valid signatures by trusted roots */
-	size_t release_signers; /* valid signatures by keys of the keyring, valid at `now` */
+	size_t release_signers; /* valid signatures by keyring keys valid now and at creation */
 	size_t other_signers;   /* valid signatures by keys we do not trust (ignored) */
 	unsigned threshold;     /* release signers needed */
 };

@@ -62,6 +62,10 @@ static int hexval(char c)
 
 int hex_decode(const char *in, size_t n, uint8_t *out)
 {
+	/* check every digit first: out is written only on success */
+	for (size_t i = 0; i < 2 * n; i++)
+		if (!in[i] || hexval(in[i]) < 0)
+			return -EINVAL;
 	for (size_t i = 0; i < n; i++) {
 		int hi, lo;
 
