@@ -167,14 +167,16 @@ int time_parse(const char *s, uint64_t now, uint64_t *ret, struct perr *err)
 			*ret = v;
 			return 0;
 		}
+		uint64_t unit, secs;
+
 		switch (*end) {
-		case 'd': v *= 86400; break;
-		case 'h': v *= 3600; break;
-		case 'm': v *= 60; break;
-		case 's': break;
+		case 'd': unit = 86400; break;
+		case 'h': unit = 3600; break;
+		case 'm': unit = 60; break;
+		case 's': unit = 1; break;
 		default: goto bad;
 		}
-		if (end[1] || !add_u64(now, v, ret))
+		if (end[1] || !mul_u64(v, unit, &secs) || !add_u64(now, secs, ret))
 			goto bad;
 		return 0;
 	}
