@@ -414,7 +414,7 @@ static int release_create(int argc, char **argv)
 			if (parse_chunking(optarg, &m->chunking) < 0) {
 				chunker_params_check(&m->chunking, &err);
 				return usage_error("release create",
-						   "--chunking wants MIN,AVG,MAX with 64 <= MIN <= AVG <= MAX <= 16M "
+						   "--chunking wants MIN,AVG,MAX with 64 <= MIN <= AVG <= MAX <= 4M "
 						   "and AVG a power of two, not '%s'", optarg);
 			}
 			break;

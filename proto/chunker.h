@@ -16,7 +16,7 @@
 /* Bounds every manifest enforces on its recorded parameters. */
 #define CHUNKER_MIN_LIMIT 64u
 #define CHUNKER_AVG_MIN_LIMIT 256u
-#define CHUNKER_MAX_LIMIT (16u * 1024 * 1024)
+#define CHUNKER_MAX_LIMIT (4u * 1024 * 1024) /* one chunk fits one peer frame */
 
 #define CHUNKER_NO_CUT ((size_t)-1)
 

@@ -419,7 +419,7 @@ static void gen_manifests(void)
 	{
 		/* the limits: 64 metadata entries, maximal string lengths, the
 		 * largest chunk parameters */
-		const struct chunker_params big = { .min = 64, .avg = 1u << 23, .max = CHUNKER_MAX_LIMIT };
+		const struct chunker_params big = { .min = 64, .avg = 1u << 21, .max = CHUNKER_MAX_LIMIT };
 		struct perr err = { { 0 } };
 		char key[MANIFEST_META_KEY_MAX + 1], prod[MANIFEST_PRODUCT_MAX + 1], ver[MANIFEST_VERSION_MAX + 1],
 			pay[MANIFEST_PAYLOAD_MAX + 1];

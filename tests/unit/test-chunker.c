@@ -211,8 +211,8 @@ static void test_params_check(void **state)
 	} cases[] = {
 		{ { CHUNKER_MIN_DEFAULT, CHUNKER_AVG_DEFAULT, CHUNKER_MAX_DEFAULT }, true },
 		{ { 64, 256, 1024 }, true },
-		{ { 64, 256, 16u << 20 }, true },
-		{ { 16u << 20, 16u << 20, 16u << 20 }, true },
+		{ { 64, 256, 4u << 20 }, true },
+		{ { 4u << 20, 4u << 20, 4u << 20 }, true },
 		{ { 256, 256, 256 }, true },
 		{ { 63, 256, 1024 }, false },        /* min below 64 */
 		{ { 0, 256, 1024 }, false },
@@ -222,7 +222,7 @@ static void test_params_check(void **state)
 		{ { 64, 0, 1024 }, false },
 		{ { 512, 256, 1024 }, false },       /* min > avg */
 		{ { 64, 1024, 512 }, false },        /* avg > max */
-		{ { 64, 256, (16u << 20) + 1 }, false }, /* max above 16 MiB */
+		{ { 64, 256, (4u << 20) + 1 }, false }, /* max above 4 MiB */
 		{ { 64, 32u << 20, 32u << 20 }, false },
 		{ { 64, 1u << 31, UINT32_MAX }, false },
 	};
