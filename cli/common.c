@@ -11,6 +11,7 @@ void log_error(const char *fmt, ...)
 {
 	va_list ap;
 
+	fflush(stdout); /* keep the order of what was said when both go to one pipe */
 	fputs("shoal: ", stderr);
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
@@ -22,6 +23,7 @@ void log_info(const char *fmt, ...)
 {
 	va_list ap;
 
+	fflush(stdout);
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
