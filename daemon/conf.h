@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* shoald's configuration: an INI file plus drop-ins (FILE.d/ or conf.d/
+ * beside it, *.conf in name order, later ones override single values and
+ * add to lists). Every key is described in docs/configuration.md; an
+ * unknown section or key, or a value that does not parse, is an error that
+ * names the file, the line and what was wrong. */
+#pragma once
+
+#include "util.h"
+
+#define CONF_MAX_LIST 32
+
+enum conf_role {
+	ROLE_DEVICE = 0,
+	ROLE_GATEWAY = 1,
+};
+
+struct conf_list {
+	char *v[CONF_MAX_LIST];
+	size_t n;
+};
+
+struct conf {
+	/* [daemon] */
+	enum conf_role role;
+	char *name;           /* shown to peers and the gateway; default: hostname */
+	char *state_dir;      /* SQLite database, device key */
+	char *listen_address; /* default "0.0.0.0" */
+	uint16_t listen_port; /* 0: any free port */
+	char *control_socket;
+	int log_level;        /* LOG_ERR .. LOG_DEBUG */
+
+	/* [fleet] */
+	char *product;
+	char *fleet_secret_file;
+	char *fleet_tag;
+	struct conf_list trust; /* root public key files */
+
+	/* [discovery] */
+	bool mdns;
+	struct conf_list static_peers; /* host:port */
+	char *gateway;                 /* host:port */
+	uint32_t max_peers;
+
+	/* [transfer] */
+	uint64_t upload_rate;      /* bytes/s, 0: unlimited */
+	uint64_t download_rate;
+	uint64_t peer_upload_rate;
+	uint32_t upload_slots;
+	uint32_t max_connections;
+	uint64_t request_timeout_ms;
+	uint64_t ban_ms;
+
+	/* [gateway] */
+	char *store_dir;
+	struct conf_list import; /* release directories or bundles seeded at start */
+
+	/* [device] */
+	char *target;            /* where a fetched image is assembled */
+	struct conf_list reuse;  /* files whose chunks are copied before fetching */
+	bool auto_fetch;
+};
+
+/* Fills c with the defaults. */
+int conf_init(struct conf *c);
+void conf_deinit(struct conf *c);
+
+/* Parses path, then its drop-in directory. On error, err says
+ * "FILE:LINE: reason". The first error stops loading; c then holds a
+ * partial configuration the caller must not use (only conf_deinit). */
+int conf_load(struct conf *c, const char *path, struct perr *err);
+
+/* Cross-key checks that a single line cannot make (a gateway needs a
+ * store, a device a target, and so on). */
+int conf_check(const struct conf *c, struct perr *err);
+
+/* Parses "64K", "10M", "1G" (bytes) and "100ms", "30s", "5m", "2h" (into
+ * milliseconds). Exposed for the tests and the CLI. */
+int conf_parse_size(const char *s, uint64_t *ret);
+int conf_parse_duration_ms(const char *s, uint64_t *ret);
+int conf_parse_bool(const char *s, bool *ret);
