@@ -70,3 +70,6 @@ int cmd_keygen(int argc, char **argv);
 int cmd_keyring(int argc, char **argv);
 int cmd_release(int argc, char **argv);
 int cmd_bundle(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+int cmd_peers(int argc, char **argv);
+int cmd_releases(int argc, char **argv);

@@ -11,6 +11,9 @@ static const struct verb verbs[] = {
 	{ "keyring", cmd_keyring, "create a keyring of release keys signed by a root key" },
 	{ "release", cmd_release, "create, show or verify a release" },
 	{ "bundle", cmd_bundle, "pack a release into one file for a USB stick" },
+	{ "status", cmd_status, "what the running shoald holds and does" },
+	{ "peers", cmd_peers, "the peers shoald is connected to" },
+	{ "releases", cmd_releases, "the releases shoald knows" },
 };
 
 static void help(void)

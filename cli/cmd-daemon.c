@@ -1,0 +1,194 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The daemon's client: shoal status | peers | releases, over shoald's
+ * control socket (one JSON request line, one JSON reply line). */
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+#define DEFAULT_SOCKET "/run/shoal/control.sock"
+
+static const char *socket_path(const char *opt)
+{
+	const char *e = getenv("SHOAL_CONTROL_SOCKET");
+
+	return opt ? opt : e && *e ? e : DEFAULT_SOCKET;
+}
+
+/* Sends {"cmd": cmd} and returns the reply object, or NULL after saying why. */
+static json_t *control_call(const char *path, const char *cmd)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char req[128], *buf = NULL;
+	size_t len = 0, cap = 0;
+	json_error_t jerr;
+	json_t *reply;
+	int fd;
+
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		log_error("control socket path too long: %s", path);
+		return NULL;
+	}
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		log_error("cannot reach shoald at %s: %s (is it running? --socket or SHOAL_CONTROL_SOCKET "
+			  "names another socket)", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return NULL;
+	}
+	snprintf(req, sizeof(req), "{\"cmd\":\"%s\"}\n", cmd);
+	if (write(fd, req, strlen(req)) != (ssize_t)strlen(req)) {
+		log_error("%s: write failed: %s", path, strerror(errno));
+		close(fd);
+		return NULL;
+	}
+	for (;;) {
+		ssize_t n;
+
+		if (len + 4096 > cap) {
+			char *p = realloc(buf, cap = cap ? cap * 2 : 8192);
+
+			if (!p || cap > (16u << 20)) {
+				free(p ? p : buf);
+				close(fd);
+				log_error("reply from shoald too large");
+				return NULL;
+			}
+			buf = p;
+		}
+		n = read(fd, buf + len, cap - len - 1);
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+		if (memchr(buf + len - (size_t)n, '\n', (size_t)n))
+			break;
+	}
+	close(fd);
+	if (!buf) {
+		log_error("shoald closed the connection without a reply");
+		return NULL;
+	}
+	buf[len] = '\0';
+	reply = json_loads(buf, JSON_DISABLE_EOF_CHECK, &jerr);
+	free(buf);
+	if (!reply) {
+		log_error("malformed reply from shoald: %s", jerr.text);
+		return NULL;
+	}
+	if (!json_is_true(json_object_get(reply, "ok"))) {
+		log_error("shoald: %s", json_string_value(json_object_get(reply, "error")) ?: "request failed");
+		json_decref(reply);
+		return NULL;
+	}
+	return reply;
+}
+
+static void print_releases(json_t *rel)
+{
+	size_t i;
+	json_t *r;
+
+	if (!json_array_size(rel)) {
+		printf("Releases:  none\n");
+		return;
+	}
+	json_array_foreach(rel, i, r)
+		printf("%s %s %s (counter %" JSON_INTEGER_FORMAT "), %s, id %.16s\n", i ? "          " : "Releases: ",
+		       json_string_value(json_object_get(r, "product")), json_string_value(json_object_get(r, "version")),
+		       json_integer_value(json_object_get(r, "counter")), json_string_value(json_object_get(r, "state")),
+		       json_string_value(json_object_get(r, "id")));
+}
+
+static void print_status(json_t *s)
+{
+	json_t *b = json_object_get(s, "bytes");
+	char a[32], c[32], d[32], e[32];
+
+	printf("Device:    %.16s (%s), %s for %s\n", json_string_value(json_object_get(s, "device_id")),
+	       json_string_value(json_object_get(s, "name")), json_string_value(json_object_get(s, "role")),
+	       json_string_value(json_object_get(s, "product")));
+	printf("Listening: port %" JSON_INTEGER_FORMAT ", up %" JSON_INTEGER_FORMAT " s\n",
+	       json_integer_value(json_object_get(s, "port")), json_integer_value(json_object_get(s, "uptime_ms")) / 1000);
+	print_releases(json_object_get(s, "releases"));
+	printf("Received:  %s local, %s from peers, %s from the gateway; sent %s\n",
+	       size_format((uint64_t)json_integer_value(json_object_get(b, "local")), a, sizeof(a)),
+	       size_format((uint64_t)json_integer_value(json_object_get(b, "peers")), c, sizeof(c)),
+	       size_format((uint64_t)json_integer_value(json_object_get(b, "gateway")), d, sizeof(d)),
+	       size_format((uint64_t)json_integer_value(json_object_get(b, "sent")), e, sizeof(e)));
+}
+
+static int client_verb(const char *verb, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "socket", required_argument, NULL, 's' },
+		{ "help", no_argument, NULL, 'h' },
+		{}
+	};
+	const char *sock = NULL;
+	bool json = false;
+	json_t *reply;
+	int c;
+
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) >= 0) {
+		switch (c) {
+		case 'j': json = true; break;
+		case 's': sock = optarg; break;
+		case 'h':
+			printf("Usage: shoal %s [--json] [--socket PATH]\n\n"
+			       "Asks the running shoald (control socket %s, or $SHOAL_CONTROL_SOCKET)\n"
+			       "and prints its answer; --json prints it as JSON.\n", verb, DEFAULT_SOCKET);
+			return EXIT_OK;
+		default: return usage_error(verb, "invalid option");
+		}
+	}
+	if (optind < argc)
+		return usage_error(verb, "unexpected argument '%s'", argv[optind]);
+	reply = control_call(socket_path(sock), verb);
+	if (!reply)
+		return EXIT_FAIL;
+	if (json) {
+		json_object_del(reply, "ok");
+		json_dumpf(reply, stdout, JSON_INDENT(2));
+		fputc('\n', stdout);
+	} else if (!strcmp(verb, "status")) {
+		print_status(reply);
+	} else if (!strcmp(verb, "releases")) {
+		print_releases(json_object_get(reply, "releases"));
+	} else {
+		size_t i;
+		json_t *p, *peers = json_object_get(reply, "peers");
+
+		if (!json_array_size(peers))
+			printf("no peers\n");
+		json_array_foreach(peers, i, p) {
+			char *line = json_dumps(p, JSON_COMPACT);
+
+			printf("%s\n", line ? line : "?");
+			free(line);
+		}
+	}
+	json_decref(reply);
+	return EXIT_OK;
+}
+
+int cmd_status(int argc, char **argv)
+{
+	return client_verb("status", argc, argv);
+}
+
+int cmd_peers(int argc, char **argv)
+{
+	return client_verb("peers", argc, argv);
+}
+
+int cmd_releases(int argc, char **argv)
+{
+	return client_verb("releases", argc, argv);
+}

@@ -1,0 +1,287 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <jansson.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "daemon.h"
+#include "keys.h"
+#include "log.h"
+#include "swarm.h"
+
+/* ---- control socket: one JSON request per line, one JSON reply per line ---- */
+
+#define CONTROL_LINE_MAX 65536
+
+struct control_client {
+	uv_pipe_t pipe;
+	struct daemon *d;
+	char buf[CONTROL_LINE_MAX];
+	size_t len;
+};
+
+static void client_close_cb(uv_handle_t *h)
+{
+	free(container_of((uv_pipe_t *)h, struct control_client, pipe));
+}
+
+static void write_done_cb(uv_write_t *w, int status)
+{
+	(void)status;
+	free(w->data);
+	free(w);
+}
+
+static void client_send(struct control_client *c, json_t *reply)
+{
+	char *text = json_dumps(reply, JSON_COMPACT);
+	uv_write_t *w = malloc(sizeof(*w));
+	size_t n;
+
+	json_decref(reply);
+	if (!text || !w) {
+		free(text);
+		free(w);
+		return;
+	}
+	n = strlen(text);
+	text[n] = '\n'; /* json_dumps leaves room for the NUL we replace */
+	w->data = text;
+	if (uv_write(w, (uv_stream_t *)&c->pipe, &(uv_buf_t){ .base = text, .len = n + 1 }, 1, write_done_cb) < 0)
+		write_done_cb(w, 0);
+}
+
+static int add_release(void *ud, const struct state_release *r)
+{
+	static const char *names[] = { "fetching", "complete", "seeding", "refused" };
+	char hex[2 * HASH_SIZE + 1];
+
+	json_array_append_new(ud, json_pack("{s:s, s:s, s:s, s:I, s:s}", "id", hex_encode(r->id, HASH_SIZE, hex),
+					    "product", r->product, "version", r->version, "counter",
+					    (json_int_t)r->counter, "state",
+					    (unsigned)r->st < ELEMENTSOF(names) ? names[r->st] : "unknown"));
+	return 0;
+}
+
+static json_t *status_json(struct daemon *d)
+{
+	char hex[2 * PUBKEY_SIZE + 1];
+	json_t *rel = json_array(), *o;
+
+	state_release_foreach(d->st, add_release, rel);
+	o = json_pack("{s:b, s:s, s:s, s:s, s:s, s:i, s:I, s:o, s:{s:I, s:I, s:I, s:I}}", "ok", 1, "device_id",
+		      hex_encode(d->device_pk, PUBKEY_SIZE, hex), "name", d->conf.name, "role",
+		      d->conf.role == ROLE_GATEWAY ? "gateway" : "device", "product", d->conf.product, "port",
+		      (int)d->port, "uptime_ms", (json_int_t)(uv_now(&d->loop) - d->started_ms), "releases", rel,
+		      "bytes", "local", (json_int_t)state_counter_get(d->st, "rx_local"), "peers",
+		      (json_int_t)state_counter_get(d->st, "rx_peers"), "gateway",
+		      (json_int_t)state_counter_get(d->st, "rx_seed"), "sent",
+		      (json_int_t)state_counter_get(d->st, "tx"));
+	if (o) {
+		json_t *peers = swarm_peers_json(d->swarm);
+
+		json_object_set_new(o, "peer_count", json_integer((json_int_t)json_array_size(peers)));
+		json_decref(peers);
+		json_object_set_new(o, "fetch", swarm_fetch_json(d->swarm));
+	}
+	return o;
+}
+
+static json_t *handle_request(struct daemon *d, const char *line)
+{
+	json_error_t jerr;
+	json_t *req = json_loads(line, 0, &jerr), *reply;
+	const char *cmd;
+
+	if (!req || !json_is_object(req) || !(cmd = json_string_value(json_object_get(req, "cmd")))) {
+		json_decref(req);
+		return json_pack("{s:b, s:s}", "ok", 0, "error", "request must be a JSON object with \"cmd\"");
+	}
+	if (!strcmp(cmd, "status"))
+		reply = status_json(d);
+	else if (!strcmp(cmd, "releases")) {
+		json_t *rel = json_array();
+
+		state_release_foreach(d->st, add_release, rel);
+		reply = json_pack("{s:b, s:o}", "ok", 1, "releases", rel);
+	} else if (!strcmp(cmd, "peers"))
+		reply = json_pack("{s:b, s:o}", "ok", 1, "peers", swarm_peers_json(d->swarm));
+	else
+		reply = json_pack("{s:b, s:s+}", "ok", 0, "error", "unknown command: ", cmd);
+	json_decref(req);
+	return reply;
+}
+
+static void client_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+	struct control_client *c = container_of((uv_pipe_t *)h, struct control_client, pipe);
+
+	(void)hint;
+	buf->base = c->buf + c->len;
+	buf->len = sizeof(c->buf) - c->len;
+}
+
+static void client_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+	struct control_client *c = container_of((uv_pipe_t *)s, struct control_client, pipe);
+	char *nl;
+
+	(void)buf;
+	if (n < 0) {
+		uv_close((uv_handle_t *)s, client_close_cb);
+		return;
+	}
+	c->len += (size_t)n;
+	while ((nl = memchr(c->buf, '\n', c->len))) {
+		*nl = '\0';
+		client_send(c, handle_request(c->d, c->buf));
+		c->len -= (size_t)(nl + 1 - c->buf);
+		memmove(c->buf, nl + 1, c->len);
+	}
+	if (c->len == sizeof(c->buf)) {
+		log_warn("control: request longer than %d bytes, closing", CONTROL_LINE_MAX);
+		uv_close((uv_handle_t *)s, client_close_cb);
+	}
+}
+
+static void control_conn_cb(uv_stream_t *server, int status)
+{
+	struct daemon *d = container_of((uv_pipe_t *)server, struct daemon, control);
+	struct control_client *c;
+
+	if (status < 0)
+		return;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return;
+	c->d = d;
+	uv_pipe_init(&d->loop, &c->pipe, 0);
+	c->pipe.data = (void *)client_close_cb;
+	if (uv_accept(server, (uv_stream_t *)&c->pipe) < 0 ||
+	    uv_read_start((uv_stream_t *)&c->pipe, client_alloc_cb, client_read_cb) < 0)
+		uv_close((uv_handle_t *)&c->pipe, client_close_cb);
+}
+
+/* ---- listener ---- */
+
+static void peer_conn_cb(uv_stream_t *server, int status)
+{
+	struct daemon *d = container_of((uv_tcp_t *)server, struct daemon, listener);
+
+	if (status < 0) {
+		log_warn("accepting a connection: %s", uv_strerror(status));
+		return;
+	}
+	swarm_accept(d->swarm, server);
+}
+
+static int listen_tcp(struct daemon *d, struct perr *err)
+{
+	struct sockaddr_storage ss;
+	int namelen = sizeof(ss), k;
+
+	uv_tcp_init(&d->loop, &d->listener);
+	if (uv_ip4_addr(d->conf.listen_address, d->conf.listen_port, (struct sockaddr_in *)&ss) < 0 &&
+	    uv_ip6_addr(d->conf.listen_address, d->conf.listen_port, (struct sockaddr_in6 *)&ss) < 0)
+		return perr_set(err, -EINVAL, "listen_address '%s' is not an IP address", d->conf.listen_address);
+	if ((k = uv_tcp_bind(&d->listener, (struct sockaddr *)&ss, 0)) < 0 ||
+	    (k = uv_listen((uv_stream_t *)&d->listener, 64, peer_conn_cb)) < 0)
+		return perr_set(err, k, "listening on %s:%u: %s", d->conf.listen_address, d->conf.listen_port,
+				uv_strerror(k));
+	uv_tcp_getsockname(&d->listener, (struct sockaddr *)&ss, &namelen);
+	d->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+						 : ((struct sockaddr_in *)&ss)->sin_port);
+	return 0;
+}
+
+static int listen_control(struct daemon *d, struct perr *err)
+{
+	const char *path = d->conf.control_socket;
+	char dir[512], *slash;
+	int k;
+
+	snprintf(dir, sizeof(dir), "%s", path);
+	if ((slash = strrchr(dir, '/')) && slash != dir) {
+		*slash = '\0';
+		mkdir(dir, 0755);
+	}
+	unlink(path); /* a stale socket from a killed daemon */
+	uv_pipe_init(&d->loop, &d->control, 0);
+	d->control_open = true;
+	if ((k = uv_pipe_bind(&d->control, path)) < 0 || (k = uv_listen((uv_stream_t *)&d->control, 16, control_conn_cb)) < 0)
+		return perr_set(err, k, "control socket %s: %s", path, uv_strerror(k));
+	chmod(path, 0660);
+	return 0;
+}
+
+/* ---- life cycle ---- */
+
+/* Handles that own memory say so through h->data = their close callback. */
+static void close_walk_cb(uv_handle_t *h, void *arg)
+{
+	(void)arg;
+	if (!uv_is_closing(h))
+		uv_close(h, h->type == UV_NAMED_PIPE && h->data ? (uv_close_cb)h->data : NULL);
+}
+
+static void signal_cb(uv_signal_t *s, int signum)
+{
+	struct daemon *d = s->data;
+
+	if (d->stopping)
+		return;
+	d->stopping = true;
+	log_notice("received %s, shutting down", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+	unlink(d->conf.control_socket);
+	swarm_stop(d->swarm);
+	uv_walk(&d->loop, close_walk_cb, NULL);
+}
+
+int daemon_init(struct daemon *d, struct perr *err)
+{
+	char id[17];
+	int k;
+
+	log_set_level(d->conf.log_level);
+	if ((k = uv_loop_init(&d->loop)) < 0)
+		return perr_set(err, k, "event loop: %s", uv_strerror(k));
+	d->loop_ready = true;
+	if ((k = state_open(d->conf.state_dir, &d->st, err)) < 0 ||
+	    (k = device_key_load(d->conf.state_dir, &d->device_sk, d->device_pk, err)) < 0 ||
+	    (k = fleet_key_load(d->conf.fleet_secret_file, &d->fleet_key, err)) < 0 ||
+	    (k = listen_tcp(d, err)) < 0 || (k = listen_control(d, err)) < 0 ||
+	    (k = swarm_new(d, &d->swarm, err)) < 0)
+		return k;
+	uv_signal_init(&d->loop, &d->sigterm);
+	uv_signal_init(&d->loop, &d->sigint);
+	d->sigterm.data = d->sigint.data = d;
+	uv_signal_start(&d->sigterm, signal_cb, SIGTERM);
+	uv_signal_start(&d->sigint, signal_cb, SIGINT);
+	signal(SIGPIPE, SIG_IGN);
+	d->started_ms = uv_now(&d->loop);
+	log_notice("shoald %s: device %s (%s) for product %s, listening on port %u, control %s",
+		   d->conf.role == ROLE_GATEWAY ? "gateway" : "device", key_short_id(d->device_pk, id), d->conf.name,
+		   d->conf.product, d->port, d->conf.control_socket);
+	return 0;
+}
+
+int daemon_run(struct daemon *d)
+{
+	return uv_run(&d->loop, UV_RUN_DEFAULT);
+}
+
+void daemon_deinit(struct daemon *d)
+{
+	if (d->loop_ready) {
+		swarm_stop(d->swarm);
+		uv_walk(&d->loop, close_walk_cb, NULL);
+		uv_run(&d->loop, UV_RUN_DEFAULT);
+		uv_loop_close(&d->loop);
+	}
+	swarm_free(d->swarm);
+	state_close(d->st);
+	sodium_free(d->device_sk);
+	sodium_free(d->fleet_key);
+	conf_deinit(&d->conf);
+}

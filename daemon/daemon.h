@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The daemon object: one libuv loop owns the listener, the control
+ * socket, the signals and (as they come) the peers and discovery. */
+#pragma once
+
+#include <uv.h>
+
+#include "conf.h"
+#include "sig.h"
+#include "state.h"
+
+struct daemon {
+	uv_loop_t loop;
+	struct conf conf;
+	struct state *st;
+	uint8_t *device_sk; /* sodium_malloc'ed */
+	uint8_t device_pk[PUBKEY_SIZE];
+	uint8_t *fleet_key; /* sodium_malloc'ed */
+
+	uv_tcp_t listener;
+	uint16_t port; /* the port we really listen on */
+	uv_pipe_t control;
+	uv_signal_t sigterm, sigint;
+	bool control_open;
+	uint64_t started_ms;
+	struct swarm *swarm;
+	bool stopping;
+	bool loop_ready;
+};
+
+/* Loads keys and state, binds the listener and the control socket. */
+int daemon_init(struct daemon *d, struct perr *err);
+/* Runs until SIGTERM/SIGINT, then closes every handle. */
+int daemon_run(struct daemon *d);
+void daemon_deinit(struct daemon *d);

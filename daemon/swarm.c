@@ -1,0 +1,1568 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <fcntl.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "chunk.h"
+#include "daemon.h"
+#include "fileio.h"
+#include "log.h"
+#include "release.h"
+#include "scheduler.h"
+#include "session.h"
+#include "store.h"
+#include "swarm.h"
+#include "trust.h"
+#include "wire.h"
+
+#define TICK_MS 200
+#define SYNC_EVERY_MS 1000
+#define DIAL_RETRY_MS 2000
+#define WRITE_BACKLOG_MAX (32u << 20) /* stop serving a peer that does not read */
+
+/* A release this node can serve: imported (gateway: chunks from a release
+ * directory or bundle) or fetched (device: chunks from the target file,
+ * those whose bit is set). */
+struct held {
+	struct held *next;
+	uint8_t id[HASH_SIZE];
+	struct manifest *m;
+	uint8_t *mbytes;
+	size_t mlen;
+	struct release *src; /* gateway */
+	int fd;              /* device: the target, -1 otherwise */
+	uint8_t *have;       /* NULL: every chunk */
+	uint32_t n_have;
+	uint32_t *order;     /* chunk indexes sorted by id */
+};
+
+struct fetch {
+	struct held *h;
+	struct sched *sched;
+	uint32_t *same_as;
+	uint32_t *pending; /* written, not yet synced and recorded */
+	size_t n_pending, cap_pending;
+	uint8_t *buf;
+	ZSTD_DCtx *dctx;
+	uint64_t last_sync_ms;
+	uint64_t started_ms;
+};
+
+struct dialer {
+	struct sockaddr_in addr;
+	char text[64];
+	struct peer *p;
+	uint64_t next_try_ms;
+};
+
+struct peer {
+	struct peer *next;
+	struct swarm *sw;
+	uv_tcp_t tcp;
+	uv_connect_t conn;
+	struct session *s;
+	struct dialer *dialer;
+	bool initiator, established, closing, is_seed;
+	uint8_t pub[PUBKEY_SIZE];
+	char id[17];
+	char addr[64];
+	char name[WIRE_NAME_MAX + 1];
+	char product[WIRE_PRODUCT_MAX + 1];
+	uint16_t port;
+	bool in_sched;
+	uint32_t sp;
+	bool sent_bitfield; /* for the current fetch */
+	bool asked_keyring;
+	/* a manifest being received */
+	uint8_t mid[HASH_SIZE];
+	uint8_t *mbuf;
+	uint32_t mtotal, mgot;
+	struct release_info rel[WIRE_RELEASES_MAX];
+	uint16_t n_rel;
+	size_t backlog;
+	uint64_t rx_bytes, tx_bytes;
+	uint8_t rbuf[65536];
+};
+
+struct swarm {
+	struct daemon *d;
+	struct peer *peers;
+	struct held *held;
+	struct fetch *fetch;
+	struct keyring *keyring; /* the newest accepted */
+	uint8_t *keyring_bytes;
+	size_t keyring_len;
+	struct trust_roots roots;
+	uint8_t (*root_keys)[PUBKEY_SIZE];
+	struct dialer *dialers;
+	size_t n_dialers;
+	uv_timer_t tick;
+	bool stopping;
+	bool fault_corrupt;
+	uint8_t refused[16][HASH_SIZE]; /* releases refused this run: not asked for again */
+	size_t n_refused;
+};
+
+static void peer_close(struct peer *p, const char *why);
+static void pump(struct swarm *sw);
+
+static uint64_t now_s(void)
+{
+	return (uint64_t)time(NULL);
+}
+
+static char *hex16(const uint8_t *id, char out[17])
+{
+	return hex_encode(id, 8, out);
+}
+
+/* ---- releases held ---- */
+
+static const struct manifest_chunk *chunk_of(const struct held *h, uint32_t i)
+{
+	return &h->m->chunks[i];
+}
+
+static int order_cmp(const void *a, const void *b, void *ud)
+{
+	const struct held *h = ud;
+
+	return memcmp(chunk_of(h, *(const uint32_t *)a)->id, chunk_of(h, *(const uint32_t *)b)->id, HASH_SIZE);
+}
+
+/* First position in h->order whose id is >= id. */
+static size_t order_find(const struct held *h, const uint8_t id[HASH_SIZE])
+{
+	size_t lo = 0, hi = h->m->n_chunks;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (memcmp(chunk_of(h, h->order[mid])->id, id, HASH_SIZE) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static bool held_has(const struct held *h, uint32_t i)
+{
+	return !h->have || (h->have[i / 8] >> (i % 8) & 1);
+}
+
+static void held_free(struct held *h)
+{
+	if (!h)
+		return;
+	manifest_free(h->m);
+	free(h->mbytes);
+	release_close(h->src);
+	if (h->fd >= 0)
+		close(h->fd);
+	free(h->have);
+	free(h->order);
+	free(h);
+}
+
+/* Takes mbytes (malloc'ed) and m. */
+static struct held *held_new(struct manifest *m, uint8_t *mbytes, size_t mlen)
+{
+	struct held *h = calloc(1, sizeof(*h));
+
+	if (!h)
+		return NULL;
+	h->fd = -1;
+	h->m = m;
+	h->mbytes = mbytes;
+	h->mlen = mlen;
+	crypto_generichash(h->id, HASH_SIZE, mbytes, mlen, NULL, 0);
+	h->order = malloc(m->n_chunks * sizeof(*h->order));
+	if (!h->order) {
+		h->m = NULL;
+		h->mbytes = NULL;
+		held_free(h);
+		return NULL;
+	}
+	for (uint32_t i = 0; i < m->n_chunks; i++)
+		h->order[i] = i;
+	qsort_r(h->order, m->n_chunks, sizeof(*h->order), order_cmp, h);
+	return h;
+}
+
+static struct held *held_find(struct swarm *sw, const uint8_t id[HASH_SIZE])
+{
+	for (struct held *h = sw->held; h; h = h->next)
+		if (!memcmp(h->id, id, HASH_SIZE))
+			return h;
+	return NULL;
+}
+
+/* Reads chunk i of h in its stored form for sending: zstd from a store,
+ * whatever the bundle holds, plain from a device's target. */
+static int held_read(struct held *h, uint32_t i, struct msg *out, uint8_t **buf, struct perr *err)
+{
+	const struct manifest_chunk *c = chunk_of(h, i);
+	int k;
+
+	out->type = MSG_CHUNK;
+	memcpy(out->chunk.id, c->id, HASH_SIZE);
+	out->chunk.plain_len = c->len;
+	if (h->src && h->src->is_bundle) {
+		const struct bundle_entry *e = bundle_find(h->src->entries, h->src->info.n_entries, c->id);
+
+		if (!e)
+			return -ENOENT;
+		*buf = malloc(e->stored_len);
+		if (!*buf)
+			return -ENOMEM;
+		if ((k = pread_full(h->src->fd, *buf, e->stored_len, (off_t)e->offset)) < 0)
+			return perr_set(err, k, "%s: %s", h->src->path, strerror(-k));
+		out->chunk.enc = e->enc;
+		out->chunk.stored = *buf;
+		out->chunk.stored_len = e->stored_len;
+		return 0;
+	}
+	if (h->src) {
+		size_t n;
+
+		if ((k = store_get(h->src->chunks_dir, c->id, buf, &n, err)) < 0)
+			return k;
+		out->chunk.enc = CHUNK_ENC_ZSTD;
+		out->chunk.stored = *buf;
+		out->chunk.stored_len = n;
+		return 0;
+	}
+	*buf = malloc(c->len);
+	if (!*buf)
+		return -ENOMEM;
+	if ((k = pread_full(h->fd, *buf, c->len, (off_t)c->offset)) < 0)
+		return perr_set(err, k, "target: %s", strerror(-k));
+	out->chunk.enc = CHUNK_ENC_PLAIN;
+	out->chunk.stored = *buf;
+	out->chunk.stored_len = c->len;
+	return 0;
+}
+
+/* ---- sending ---- */
+
+struct wreq {
+	uv_write_t w;
+	struct peer *p;
+	size_t n;
+	uint8_t data[];
+};
+
+static void write_cb(uv_write_t *w, int status)
+{
+	struct wreq *r = container_of(w, struct wreq, w);
+
+	r->p->backlog -= r->n;
+	if (status < 0 && !r->p->closing)
+		peer_close(r->p, uv_strerror(status));
+	free(r);
+}
+
+static int session_send_cb(void *ud, const uint8_t *p, size_t n)
+{
+	struct peer *peer = ud;
+	struct wreq *r;
+	int k;
+
+	if (peer->closing)
+		return -EPIPE;
+	r = malloc(sizeof(*r) + n);
+	if (!r)
+		return -ENOMEM;
+	r->p = peer;
+	r->n = n;
+	memcpy(r->data, p, n);
+	k = uv_write(&r->w, (uv_stream_t *)&peer->tcp, &(uv_buf_t){ .base = (char *)r->data, .len = n }, 1, write_cb);
+	if (k < 0) {
+		free(r);
+		return k;
+	}
+	peer->backlog += n;
+	peer->tx_bytes += n;
+	return 0;
+}
+
+static int send_msg(struct peer *p, const struct msg *m)
+{
+	struct wbuf w = { 0 };
+	int k;
+
+	if (p->closing || !p->established)
+		return -ENOTCONN;
+	k = wire_encode(m, &w);
+	if (k == 0)
+		k = session_send(p->s, w.p, w.len, m->type == MSG_GOODBYE);
+	wbuf_free(&w);
+	return k;
+}
+
+static void send_goodbye(struct peer *p, enum goodbye_reason reason, const char *text)
+{
+	struct msg m = { .type = MSG_GOODBYE };
+
+	m.goodbye.reason = (uint8_t)reason;
+	m.goodbye.text = text;
+	m.goodbye.text_len = strlen(text);
+	send_msg(p, &m);
+}
+
+static void send_releases(struct peer *p)
+{
+	struct msg m = { .type = MSG_RELEASES };
+
+	for (struct held *h = p->sw->held; h && m.releases.n < WIRE_RELEASES_MAX; h = h->next) {
+		struct release_info *r = &m.releases.v[m.releases.n++];
+
+		memcpy(r->id, h->id, HASH_SIZE);
+		r->counter = h->m->counter;
+		r->total = (uint32_t)h->m->n_chunks;
+		r->held = h->have ? h->n_have : r->total;
+	}
+	send_msg(p, &m);
+}
+
+static void send_bitfield(struct peer *p, struct held *h)
+{
+	size_t nb = (h->m->n_chunks + 7) / 8;
+	uint8_t *bits = h->have;
+	struct msg m = { .type = MSG_BITFIELD };
+
+	if (!bits) {
+		bits = malloc(nb);
+		if (!bits)
+			return;
+		memset(bits, 0xff, nb);
+		if (h->m->n_chunks % 8)
+			bits[nb - 1] = (uint8_t)((1u << (h->m->n_chunks % 8)) - 1);
+	}
+	memcpy(m.bitfield.id, h->id, HASH_SIZE);
+	m.bitfield.count = (uint32_t)h->m->n_chunks;
+	m.bitfield.bits = bits;
+	send_msg(p, &m);
+	if (bits != h->have)
+		free(bits);
+}
+
+static void broadcast_releases(struct swarm *sw)
+{
+	for (struct peer *p = sw->peers; p; p = p->next)
+		if (p->established && !p->closing)
+			send_releases(p);
+}
+
+/* ---- closing ---- */
+
+static void peer_free_cb(uv_handle_t *h)
+{
+	struct peer *p = container_of((uv_tcp_t *)h, struct peer, tcp);
+
+	session_free(p->s);
+	free(p->mbuf);
+	free(p);
+}
+
+static void peer_close(struct peer *p, const char *why)
+{
+	struct swarm *sw = p->sw;
+
+	if (p->closing)
+		return;
+	p->closing = true;
+	if (p->established)
+		log_info("peer %s (%s): disconnected: %s", p->id, p->addr, why);
+	else
+		log_debug("connection %s: closed: %s", p->addr, why);
+	if (p->in_sched && sw->fetch)
+		sched_peer_remove(sw->fetch->sched, p->sp);
+	p->in_sched = false;
+	if (p->dialer)
+		p->dialer->p = NULL;
+	for (struct peer **pp = &sw->peers; *pp; pp = &(*pp)->next)
+		if (*pp == p) {
+			*pp = p->next;
+			break;
+		}
+	uv_close((uv_handle_t *)&p->tcp, peer_free_cb);
+}
+
+/* ---- fetching ---- */
+
+static bool refused(struct swarm *sw, const uint8_t id[HASH_SIZE])
+{
+	for (size_t i = 0; i < sw->n_refused; i++)
+		if (!memcmp(sw->refused[i], id, HASH_SIZE))
+			return true;
+	return false;
+}
+
+static void refuse(struct swarm *sw, const uint8_t id[HASH_SIZE])
+{
+	if (!refused(sw, id))
+		memcpy(sw->refused[sw->n_refused++ % ELEMENTSOF(sw->refused)], id, HASH_SIZE);
+}
+
+/* The highest counter we hold or fetch: only newer releases are wanted. */
+static uint64_t best_counter(struct swarm *sw)
+{
+	uint64_t best = 0, floor = 0;
+
+	for (struct held *h = sw->held; h; h = h->next)
+		if (h->m->counter > best)
+			best = h->m->counter;
+	state_floor_get(sw->d->st, "counter", &floor);
+	return best > floor ? best : floor;
+}
+
+static void fetch_sync(struct swarm *sw)
+{
+	struct fetch *f = sw->fetch;
+	int k;
+
+	if (!f || !f->n_pending)
+		return;
+	/* the data reaches the disk before the record saying it is there */
+	if (fdatasync(f->h->fd) < 0) {
+		log_err("target: fdatasync failed: %s", strerror(errno));
+		return;
+	}
+	if ((k = state_have_add(sw->d->st, f->h->id, f->pending, f->n_pending)) < 0)
+		log_err("state: recording progress failed: %s", strerror(-k));
+	else
+		f->n_pending = 0;
+	f->last_sync_ms = uv_now(&sw->d->loop);
+}
+
+static void mark_have(struct swarm *sw, uint32_t i)
+{
+	struct fetch *f = sw->fetch;
+	struct held *h = f->h;
+
+	if (held_has(h, i))
+		return;
+	h->have[i / 8] |= (uint8_t)(1u << (i % 8));
+	h->n_have++;
+	if (f->n_pending == f->cap_pending) {
+		size_t cap = f->cap_pending ? f->cap_pending * 2 : 256;
+		uint32_t *p = realloc(f->pending, cap * sizeof(*p));
+
+		if (!p)
+			return;
+		f->pending = p;
+		f->cap_pending = cap;
+	}
+	f->pending[f->n_pending++] = i;
+}
+
+/* Writes a verified chunk at every index that has its id. */
+static int write_unit(struct swarm *sw, const uint8_t id[HASH_SIZE], const uint8_t *data, uint32_t len,
+		      uint32_t *ret_first)
+{
+	struct held *h = sw->fetch->h;
+	size_t pos = order_find(h, id);
+	bool any = false;
+	int k;
+
+	for (; pos < h->m->n_chunks; pos++) {
+		uint32_t i = h->order[pos];
+		const struct manifest_chunk *c = chunk_of(h, i);
+
+		if (memcmp(c->id, id, HASH_SIZE) != 0)
+			break;
+		if (!any)
+			*ret_first = i;
+		any = true;
+		if (held_has(h, i))
+			continue;
+		if (c->len != len)
+			return -EBADMSG;
+		if ((k = pwrite_full(h->fd, data, len, (off_t)c->offset)) < 0)
+			return k;
+		mark_have(sw, i);
+	}
+	return any ? 0 : -ENOENT;
+}
+
+static void fetch_free(struct fetch *f)
+{
+	if (!f)
+		return;
+	sched_free(f->sched);
+	free(f->same_as);
+	free(f->pending);
+	free(f->buf);
+	ZSTD_freeDCtx(f->dctx);
+	free(f);
+}
+
+static int verify_target(struct held *h, struct perr *err)
+{
+	crypto_generichash_state hs;
+	uint8_t got[HASH_SIZE], *buf = malloc(1u << 20);
+	uint64_t off = 0;
+	int k = 0;
+
+	if (!buf)
+		return perr_set(err, -ENOMEM, "out of memory");
+	crypto_generichash_init(&hs, NULL, 0, HASH_SIZE);
+	while (off < h->m->image_size) {
+		size_t n = h->m->image_size - off < (1u << 20) ? (size_t)(h->m->image_size - off) : (1u << 20);
+
+		if ((k = pread_full(h->fd, buf, n, (off_t)off)) < 0)
+			break;
+		crypto_generichash_update(&hs, buf, n);
+		off += n;
+	}
+	free(buf);
+	if (k < 0)
+		return perr_set(err, k, "reading the target: %s", strerror(-k));
+	crypto_generichash_final(&hs, got, HASH_SIZE);
+	if (sodium_memcmp(got, h->m->image_hash, HASH_SIZE) != 0)
+		return perr_set(err, -EILSEQ, "the assembled image does not match the manifest's image hash");
+	return 0;
+}
+
+static void fetch_complete(struct swarm *sw)
+{
+	struct fetch *f = sw->fetch;
+	struct held *h = f->h;
+	struct perr err = { "" };
+	struct sched_stats st;
+	char id[17];
+
+	fetch_sync(sw);
+	sched_get_stats(f->sched, &st);
+	if (verify_target(h, &err) < 0) {
+		log_err("release %s %s: %s; starting over", h->m->version, hex16(h->id, id), err.msg);
+		state_have_clear(sw->d->st, h->id);
+		memset(h->have, 0, (h->m->n_chunks + 7) / 8);
+		h->n_have = 0;
+		return; /* the scheduler is done; a restart refetches (rare: every chunk was verified) */
+	}
+	state_release_set_state(sw->d->st, h->id, REL_COMPLETE);
+	free(h->have);
+	h->have = NULL;
+	log_notice("release %s %s (counter %" PRIu64 "): complete and verified in %.1f s; %" PRIu64
+		   " bytes from peers, %" PRIu64 " from the gateway, %" PRIu64 " wasted",
+		   h->m->product, h->m->version, h->m->counter, (double)(uv_now(&sw->d->loop) - f->started_ms) / 1000,
+		   st.bytes_from_peers, st.bytes_from_seeds, st.bytes_wasted);
+	fetch_free(f);
+	sw->fetch = NULL;
+	broadcast_releases(sw);
+}
+
+/* Copies every chunk that a reuse file already holds (the running image, a
+ * seed file): delta updates without precomputed deltas. */
+static void reuse_local(struct swarm *sw, const char *path)
+{
+	struct fetch *f = sw->fetch;
+	struct held *h = f->h;
+	struct chunker ch;
+	uint8_t *buf;
+	size_t fill = 0, cap = (4u << 20) + h->m->chunking.max;
+	uint64_t reused = 0;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		log_warn("reuse %s: %s", path, strerror(errno));
+		return;
+	}
+	buf = malloc(cap);
+	if (!buf || chunker_init(&ch, &h->m->chunking, NULL) < 0) {
+		free(buf);
+		close(fd);
+		return;
+	}
+	for (;;) {
+		ssize_t n = read(fd, buf + fill, cap - fill);
+		size_t pos, start = 0;
+
+		if (n <= 0)
+			break;
+		pos = fill;
+		fill += (size_t)n;
+		while (pos < fill) {
+			size_t cut = chunker_scan(&ch, buf + pos, fill - pos);
+			uint8_t cid[HASH_SIZE];
+			uint32_t first;
+
+			if (cut == CHUNKER_NO_CUT)
+				break;
+			pos += cut;
+			chunk_id(buf + start, pos - start, cid);
+			if (write_unit(sw, cid, buf + start, (uint32_t)(pos - start), &first) == 0 &&
+			    sched_have(f->sched, first) == 1)
+				reused += pos - start;
+			start = pos;
+		}
+		memmove(buf, buf + start, fill - start);
+		fill -= start;
+	}
+	if (fill) {
+		uint8_t cid[HASH_SIZE];
+		uint32_t first;
+
+		chunk_id(buf, fill, cid);
+		if (write_unit(sw, cid, buf, (uint32_t)fill, &first) == 0 && sched_have(f->sched, first) == 1)
+			reused += fill;
+	}
+	free(buf);
+	close(fd);
+	state_counter_add(sw->d->st, "rx_local", reused);
+	log_info("reuse %s: %" PRIu64 " bytes of the new release were already here", path, reused);
+}
+
+static int resume_cb(void *ud, uint32_t idx)
+{
+	struct swarm *sw = ud;
+	struct held *h = sw->fetch->h;
+
+	if (idx >= h->m->n_chunks || held_has(h, idx))
+		return 0;
+	h->have[idx / 8] |= (uint8_t)(1u << (idx % 8));
+	h->n_have++;
+	sched_have(sw->fetch->sched, idx);
+	return 0;
+}
+
+/* Starts fetching h (accepted, recorded). Takes h. */
+static int fetch_start(struct swarm *sw, struct held *h, struct perr *err)
+{
+	struct conf *c = &sw->d->conf;
+	struct fetch *f = calloc(1, sizeof(*f));
+	uint32_t *lens = NULL;
+	uint64_t resumed;
+	int k;
+
+	if (!f)
+		return perr_set(err, -ENOMEM, "out of memory");
+	h->fd = open(c->target, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (h->fd < 0) {
+		fetch_free(f);
+		return perr_set(err, -errno, "target %s: %s", c->target, strerror(errno));
+	}
+	h->have = calloc((h->m->n_chunks + 7) / 8, 1);
+	lens = malloc(h->m->n_chunks * sizeof(*lens));
+	f->buf = malloc(h->m->chunking.max);
+	f->dctx = ZSTD_createDCtx();
+	if (!h->have || !lens || !f->buf || !f->dctx) {
+		free(lens);
+		fetch_free(f);
+		return perr_set(err, -ENOMEM, "out of memory");
+	}
+	for (size_t i = 0; i < h->m->n_chunks; i++)
+		lens[i] = h->m->chunks[i].len;
+	if ((k = sched_dedup(h->m->chunks[0].id, HASH_SIZE, sizeof(struct manifest_chunk), h->m->n_chunks,
+			     &f->same_as)) < 0 ||
+	    (k = sched_new(NULL, h->m->n_chunks, lens, f->same_as, (uint64_t)getpid() ^ rd_le64(h->id), &f->sched,
+			   err)) < 0) {
+		free(lens);
+		fetch_free(f);
+		return k < 0 ? k : -ENOMEM;
+	}
+	free(lens);
+	/* a target that is too long keeps old bytes past the image: trim it */
+	if (ftruncate(h->fd, (off_t)h->m->image_size) < 0)
+		log_warn("target: cannot set its size: %s", strerror(errno));
+	f->h = h;
+	f->started_ms = uv_now(&sw->d->loop);
+	sw->fetch = f;
+	h->next = sw->held;
+	sw->held = h;
+
+	state_have_foreach(sw->d->st, h->id, resume_cb, sw);
+	resumed = h->n_have;
+	if (resumed)
+		log_info("release %s: resuming with %" PRIu64 " of %zu chunks verified before", h->m->version, resumed,
+			 h->m->n_chunks);
+	for (size_t i = 0; i < c->reuse.n; i++)
+		reuse_local(sw, c->reuse.v[i]);
+	fetch_sync(sw);
+	for (struct peer *p = sw->peers; p; p = p->next)
+		p->sent_bitfield = false;
+	if (sched_done(f->sched))
+		fetch_complete(sw);
+	else
+		broadcast_releases(sw);
+	return 0;
+}
+
+/* A whole manifest arrived from p: check it as the installer would. */
+static void manifest_received(struct peer *p)
+{
+	struct swarm *sw = p->sw;
+	struct manifest *m = NULL;
+	struct perr err = { "" };
+	uint8_t id[HASH_SIZE];
+	uint64_t floor = 0, tfloor = 0, now;
+	char hex[17];
+	struct held *h;
+	int k;
+
+	crypto_generichash(id, HASH_SIZE, p->mbuf, p->mtotal, NULL, 0);
+	if (memcmp(id, p->mid, HASH_SIZE) != 0) {
+		log_warn("peer %s: manifest %s does not match its id; dropping the peer", p->id, hex16(p->mid, hex));
+		peer_close(p, "manifest did not match its id");
+		return;
+	}
+	if ((k = manifest_parse(p->mbuf, p->mtotal, &m, &err)) < 0)
+		goto refuse;
+	state_floor_get(sw->d->st, "time", &tfloor);
+	now = now_s() > tfloor ? now_s() : tfloor;
+	if ((k = trust_check_manifest(&sw->roots, sw->keyring, m, now, NULL, &err)) < 0) {
+		if (k == -ENOKEY && !p->asked_keyring) {
+			/* maybe signed by a key of a keyring we have not seen yet */
+			struct msg g = { .type = MSG_GET_KEYRING };
+
+			g.get_keyring.min_version = sw->keyring ? sw->keyring->version + 1 : 1;
+			p->asked_keyring = true;
+			send_msg(p, &g);
+			manifest_free(m);
+			free(p->mbuf);
+			p->mbuf = NULL;
+			return;
+		}
+		goto refuse;
+	}
+	state_floor_get(sw->d->st, "counter", &floor);
+	{
+		struct trust_policy pol = { .product = sw->d->conf.product, .min_counter = floor + 1 };
+
+		if ((k = trust_check_policy(&pol, m, NULL, &err)) < 0)
+			goto refuse;
+	}
+	if (strcmp(m->payload_type, PAYLOAD_AB_IMAGE) != 0) {
+		k = perr_set(&err, -EOPNOTSUPP, "payload type %s needs an update module", m->payload_type);
+		goto refuse;
+	}
+	h = held_new(m, p->mbuf, p->mtotal);
+	p->mbuf = NULL;
+	if (!h) {
+		manifest_free(m);
+		return;
+	}
+	state_release_put(sw->d->st, h->id, m, h->mbytes, h->mlen, REL_FETCHING);
+	log_notice("release %s %s (counter %" PRIu64 ", %s, %zu chunks) accepted from peer %s: fetching", m->product,
+		   m->version, m->counter, hex16(h->id, hex), m->n_chunks, p->id);
+	if ((k = fetch_start(sw, h, &err)) < 0) {
+		log_err("cannot fetch release %s: %s", m->version, err.msg);
+		held_free(h);
+	}
+	return;
+refuse:
+	log_warn("release %s from peer %s refused: %s", hex16(p->mid, hex), p->id, err.msg);
+	refuse(sw, p->mid);
+	manifest_free(m);
+	free(p->mbuf);
+	p->mbuf = NULL;
+}
+
+/* Does p offer a release we want? Then ask for its manifest. */
+static void consider_releases(struct peer *p)
+{
+	struct swarm *sw = p->sw;
+	const struct release_info *best = NULL;
+	struct msg m = { .type = MSG_GET_MANIFEST };
+
+	if (sw->d->conf.role != ROLE_DEVICE || !sw->d->conf.auto_fetch || sw->fetch || p->mbuf)
+		return;
+	if (strcmp(p->product, sw->d->conf.product) != 0)
+		return;
+	for (uint16_t i = 0; i < p->n_rel; i++) {
+		const struct release_info *r = &p->rel[i];
+
+		if (r->counter <= best_counter(sw) || refused(sw, r->id) || held_find(sw, r->id))
+			continue;
+		if (!best || r->counter > best->counter)
+			best = r;
+	}
+	if (!best)
+		return;
+	memcpy(p->mid, best->id, HASH_SIZE);
+	memcpy(m.get_manifest.id, best->id, HASH_SIZE);
+	m.get_manifest.offset = 0;
+	p->mtotal = p->mgot = 0;
+	send_msg(p, &m);
+}
+
+/* ---- the scheduler, driven ---- */
+
+static struct peer *peer_by_key(struct swarm *sw, uint64_t key)
+{
+	for (struct peer *p = sw->peers; p; p = p->next)
+		if ((uint64_t)(uintptr_t)p == key)
+			return p;
+	return NULL;
+}
+
+static bool peer_offers(const struct peer *p, const uint8_t id[HASH_SIZE])
+{
+	for (uint16_t i = 0; i < p->n_rel; i++)
+		if (!memcmp(p->rel[i].id, id, HASH_SIZE) && p->rel[i].held > 0)
+			return true;
+	return false;
+}
+
+static void pump_peer(struct swarm *sw, struct peer *p)
+{
+	struct fetch *f = sw->fetch;
+	struct msg m = { .type = MSG_REQUEST };
+	uint32_t idx[WIRE_REQUEST_MAX];
+	size_t n = 0;
+
+	if (!f || !p->established || p->closing)
+		return;
+	if (!p->sent_bitfield && peer_offers(p, f->h->id)) {
+		/* our bitfield asks for theirs */
+		p->sent_bitfield = true;
+		send_bitfield(p, f->h);
+	}
+	if (!p->in_sched)
+		return;
+	if (sched_pick(f->sched, p->sp, uv_now(&sw->d->loop), idx, ELEMENTSOF(idx), &n) < 0 || n == 0)
+		return;
+	for (size_t i = 0; i < n; i++)
+		memcpy(m.request.ids[i], chunk_of(f->h, idx[i])->id, HASH_SIZE);
+	m.request.n = (uint16_t)n;
+	send_msg(p, &m);
+}
+
+static void drain_events(struct swarm *sw)
+{
+	struct sched_event ev;
+
+	while (sw->fetch && sched_event_next(sw->fetch->sched, &ev) > 0) {
+		struct peer *p = peer_by_key(sw, ev.peer_key);
+
+		if (!p)
+			continue;
+		if (ev.type == SCHED_EV_CANCEL) {
+			struct msg m = { .type = MSG_CANCEL };
+
+			memcpy(m.cancel.id, chunk_of(sw->fetch->h, ev.idx)->id, HASH_SIZE);
+			send_msg(p, &m);
+		} else if (ev.type == SCHED_EV_PEER_STALLED) {
+			log_info("peer %s: stalled (requests keep timing out); dropping it", p->id);
+			send_goodbye(p, GOODBYE_IDLE, "stalled");
+			peer_close(p, "stalled");
+		}
+	}
+}
+
+static void pump(struct swarm *sw)
+{
+	drain_events(sw);
+	for (struct peer *p = sw->peers; p; p = p->next)
+		pump_peer(sw, p);
+}
+
+static void on_chunk(struct peer *p, const struct msg_chunk *c)
+{
+	struct swarm *sw = p->sw;
+	struct fetch *f = sw->fetch;
+	struct perr err = { "" };
+	uint32_t first = 0;
+	size_t pos;
+	char hex[17];
+	int k;
+
+	if (!f || !p->in_sched)
+		return; /* late: after completion or a restart of the fetch */
+	pos = order_find(f->h, c->id);
+	if (pos >= f->h->m->n_chunks || memcmp(chunk_of(f->h, f->h->order[pos])->id, c->id, HASH_SIZE) != 0)
+		return; /* not ours (an old request): ignore */
+	first = f->h->order[pos];
+	if (chunk_of(f->h, first)->len != c->plain_len) {
+		k = perr_set(&err, -EBADMSG, "chunk %s announced with the wrong length", hex16(c->id, hex));
+	} else {
+		k = chunk_decode(f->dctx, (enum chunk_enc)c->enc, c->stored, c->stored_len, c->id, c->plain_len, f->buf,
+				 &err);
+	}
+	if (k < 0) {
+		uint64_t until = now_s() + sw->d->conf.ban_ms / 1000;
+
+		sched_on_chunk(f->sched, p->sp, first, false, uv_now(&sw->d->loop));
+		log_warn("peer %s (%s): banned for %" PRIu64 " s: %s", p->id, p->addr, sw->d->conf.ban_ms / 1000, err.msg);
+		state_ban_put(sw->d->st, p->pub, until, err.msg);
+		send_goodbye(p, GOODBYE_BAD_CHUNK, "bad chunk");
+		peer_close(p, "sent a bad chunk");
+		return;
+	}
+	if ((k = write_unit(sw, c->id, f->buf, c->plain_len, &first)) < 0) {
+		log_err("target: writing chunk %s failed: %s", hex16(c->id, hex), strerror(-k));
+		return;
+	}
+	sched_on_chunk(f->sched, p->sp, first, true, uv_now(&sw->d->loop));
+	state_counter_add(sw->d->st, p->is_seed ? "rx_seed" : "rx_peers", c->plain_len);
+	if (uv_now(&sw->d->loop) - f->last_sync_ms >= SYNC_EVERY_MS)
+		fetch_sync(sw);
+	if (sched_done(f->sched))
+		fetch_complete(sw);
+}
+
+/* ---- serving ---- */
+
+/* Fault injection for the tests of what peers do with a liar:
+ * SHOAL_FAULT=corrupt-chunks makes this node flip a byte of every chunk it
+ * serves. Read once at start; never set in production. */
+static void fault_corrupt(struct swarm *sw, struct msg *out)
+{
+	if (!sw->fault_corrupt || !out->chunk.stored_len)
+		return;
+	((uint8_t *)out->chunk.stored)[out->chunk.stored_len / 2] ^= 0x5a;
+}
+
+static void serve_request(struct peer *p, const struct msg_request *r)
+{
+	struct swarm *sw = p->sw;
+
+	for (uint16_t i = 0; i < r->n; i++) {
+		struct msg out = { 0 };
+		uint8_t *buf = NULL;
+		bool sent = false;
+
+		if (p->backlog > WRITE_BACKLOG_MAX)
+			break; /* it does not read; its requests time out and go elsewhere */
+		for (struct held *h = sw->held; h && !sent; h = h->next) {
+			size_t pos = order_find(h, r->ids[i]);
+			struct perr err = { "" };
+
+			for (; pos < h->m->n_chunks && !memcmp(chunk_of(h, h->order[pos])->id, r->ids[i], HASH_SIZE); pos++) {
+				uint32_t ci = h->order[pos];
+
+				if (!held_has(h, ci))
+					continue;
+				if (held_read(h, ci, &out, &buf, &err) == 0 && (fault_corrupt(sw, &out), 1) &&
+				    send_msg(p, &out) == 0) {
+					state_counter_add(sw->d->st, "tx", out.chunk.stored_len);
+					sent = true;
+				} else if (err.msg[0]) {
+					log_err("serving chunk: %s", err.msg);
+				}
+				free(buf);
+				buf = NULL;
+				break;
+			}
+		}
+		if (!sent) {
+			struct msg nf = { .type = MSG_NOT_FOUND };
+
+			memcpy(nf.not_found.id, r->ids[i], HASH_SIZE);
+			send_msg(p, &nf);
+		}
+	}
+}
+
+/* ---- frames ---- */
+
+static int on_frame(void *ud, const uint8_t *plain, size_t n)
+{
+	struct peer *p = ud;
+	struct swarm *sw = p->sw;
+	struct perr err = { "" };
+	struct msg m;
+	int k;
+
+	if ((k = wire_decode(plain, n, &m, &err)) < 0) {
+		log_warn("peer %s: malformed frame: %s", p->id, err.msg);
+		send_goodbye(p, GOODBYE_PROTOCOL_ERROR, "malformed frame");
+		return k;
+	}
+	p->rx_bytes += n;
+	switch (m.type) {
+	case MSG_HELLO:
+		snprintf(p->product, sizeof(p->product), "%.*s", (int)m.hello.product_len, m.hello.product);
+		snprintf(p->name, sizeof(p->name), "%.*s", (int)m.hello.name_len, m.hello.name);
+		p->port = m.hello.port;
+		p->is_seed = m.hello.role == HELLO_ROLE_GATEWAY;
+		log_info("peer %s: %s '%s' for %s", p->id, p->is_seed ? "gateway" : "device", p->name, p->product);
+		break;
+	case MSG_RELEASES:
+		p->n_rel = m.releases.n;
+		memcpy(p->rel, m.releases.v, m.releases.n * sizeof(m.releases.v[0]));
+		consider_releases(p);
+		break;
+	case MSG_GET_MANIFEST: {
+		struct held *h = held_find(sw, m.get_manifest.id);
+		struct msg out = { .type = MSG_MANIFEST_PART };
+
+		if (!h || m.get_manifest.offset >= h->mlen)
+			break;
+		memcpy(out.manifest_part.id, h->id, HASH_SIZE);
+		out.manifest_part.total = (uint32_t)h->mlen;
+		out.manifest_part.offset = m.get_manifest.offset;
+		out.manifest_part.bytes = h->mbytes + m.get_manifest.offset;
+		out.manifest_part.len = h->mlen - m.get_manifest.offset;
+		if (out.manifest_part.len > WIRE_MANIFEST_PART_MAX)
+			out.manifest_part.len = WIRE_MANIFEST_PART_MAX;
+		send_msg(p, &out);
+		break;
+	}
+	case MSG_MANIFEST_PART: {
+		const struct msg_manifest_part *mp = &m.manifest_part;
+
+		if (memcmp(mp->id, p->mid, HASH_SIZE) != 0 || mp->offset != p->mgot ||
+		    (p->mbuf && mp->total != p->mtotal))
+			break; /* unasked or out of order: ignore */
+		if (!p->mbuf) {
+			p->mbuf = malloc(mp->total);
+			p->mtotal = mp->total;
+			if (!p->mbuf)
+				break;
+		}
+		memcpy(p->mbuf + mp->offset, mp->bytes, mp->len);
+		p->mgot += (uint32_t)mp->len;
+		if (p->mgot == p->mtotal) {
+			manifest_received(p);
+		} else {
+			struct msg g = { .type = MSG_GET_MANIFEST };
+
+			memcpy(g.get_manifest.id, p->mid, HASH_SIZE);
+			g.get_manifest.offset = p->mgot;
+			send_msg(p, &g);
+		}
+		break;
+	}
+	case MSG_GET_KEYRING:
+		if (sw->keyring_bytes && sw->keyring->version >= m.get_keyring.min_version) {
+			struct msg out = { .type = MSG_KEYRING };
+
+			out.keyring.bytes = sw->keyring_bytes;
+			out.keyring.len = sw->keyring_len;
+			send_msg(p, &out);
+		}
+		break;
+	case MSG_KEYRING: {
+		struct keyring *kr = NULL;
+		uint64_t floor = 0;
+
+		state_floor_get(sw->d->st, "keyring", &floor);
+		if (keyring_parse(m.keyring.bytes, m.keyring.len, &kr, &err) < 0 ||
+		    trust_check_keyring(&sw->roots, kr, now_s(), &err) < 0) {
+			log_warn("peer %s: keyring refused: %s", p->id, err.msg);
+			keyring_free(kr);
+			break;
+		}
+		if (kr->version < floor || (sw->keyring && kr->version <= sw->keyring->version)) {
+			keyring_free(kr);
+			break;
+		}
+		/* the floor is durable before the keyring is used */
+		if (state_floor_raise(sw->d->st, "keyring", kr->version) < 0 ||
+		    state_keyring_put(sw->d->st, kr->version, m.keyring.bytes, m.keyring.len) < 0) {
+			keyring_free(kr);
+			break;
+		}
+		log_notice("keyring v%" PRIu64 " accepted from peer %s", kr->version, p->id);
+		keyring_free(sw->keyring);
+		free(sw->keyring_bytes);
+		sw->keyring = kr;
+		sw->keyring_bytes = malloc(m.keyring.len);
+		if (sw->keyring_bytes)
+			memcpy(sw->keyring_bytes, m.keyring.bytes, sw->keyring_len = m.keyring.len);
+		consider_releases(p);
+		break;
+	}
+	case MSG_BITFIELD: {
+		struct held *h = held_find(sw, m.bitfield.id);
+
+		if (!h)
+			break;
+		if (!p->sent_bitfield) {
+			p->sent_bitfield = true;
+			send_bitfield(p, h);
+		}
+		if (sw->fetch && sw->fetch->h == h && m.bitfield.count == h->m->n_chunks) {
+			if (!p->in_sched && sched_peer_add(sw->fetch->sched, (uint64_t)(uintptr_t)p, p->is_seed, &p->sp) == 0)
+				p->in_sched = true;
+			if (p->in_sched)
+				sched_peer_bitfield(sw->fetch->sched, p->sp, m.bitfield.bits, m.bitfield.count);
+		}
+		break;
+	}
+	case MSG_HAVE:
+		if (sw->fetch && p->in_sched && !memcmp(m.have.id, sw->fetch->h->id, HASH_SIZE))
+			for (uint16_t i = 0; i < m.have.n; i++)
+				if (m.have.idx[i] < sw->fetch->h->m->n_chunks)
+					sched_peer_has(sw->fetch->sched, p->sp, m.have.idx[i]);
+		break;
+	case MSG_REQUEST:
+		serve_request(p, &m.request);
+		break;
+	case MSG_CHUNK:
+		on_chunk(p, &m.chunk);
+		break;
+	case MSG_NOT_FOUND:
+		if (sw->fetch && p->in_sched) {
+			size_t pos = order_find(sw->fetch->h, m.not_found.id);
+
+			if (pos < sw->fetch->h->m->n_chunks)
+				sched_on_not_found(sw->fetch->sched, p->sp, sw->fetch->h->order[pos], uv_now(&sw->d->loop));
+		}
+		break;
+	case MSG_PING: {
+		struct msg out = { .type = MSG_PONG };
+
+		out.pong.nonce = m.ping.nonce;
+		send_msg(p, &out);
+		break;
+	}
+	case MSG_GOODBYE:
+		log_info("peer %s: says goodbye (reason %u: %.*s)", p->id, m.goodbye.reason, (int)m.goodbye.text_len,
+			 m.goodbye.text);
+		return -ECONNRESET;
+	case MSG_CANCEL:
+	case MSG_PONG:
+	case MSG_REPORT:
+	case MSG_COMMAND:
+	case MSG_IDENT:
+		break;
+	}
+	if (!p->closing)
+		pump(sw);
+	return 0;
+}
+
+static int on_established(void *ud, const uint8_t pub[PUBKEY_SIZE])
+{
+	struct peer *p = ud;
+	struct swarm *sw = p->sw;
+	struct daemon *d = sw->d;
+	struct msg m = { .type = MSG_HELLO };
+	uint64_t until;
+
+	memcpy(p->pub, pub, PUBKEY_SIZE);
+	hex16(pub, p->id);
+	if (!memcmp(pub, d->device_pk, PUBKEY_SIZE))
+		return -ELOOP; /* we dialled ourselves */
+	if ((until = state_ban_until(d->st, pub)) > now_s()) {
+		log_info("peer %s (%s): still banned for %" PRIu64 " s", p->id, p->addr, until - now_s());
+		p->established = true;
+		send_goodbye(p, GOODBYE_BANNED, "banned");
+		return -EACCES;
+	}
+	for (struct peer *o = sw->peers; o; o = o->next)
+		if (o != p && o->established && !o->closing && !memcmp(o->pub, pub, PUBKEY_SIZE)) {
+			/* one connection per pair: keep the one dialled by the smaller key */
+			bool keep_new = (memcmp(d->device_pk, pub, PUBKEY_SIZE) < 0) == p->initiator;
+
+			if (!keep_new)
+				return -EEXIST;
+			peer_close(o, "duplicate connection");
+			break;
+		}
+	p->established = true;
+	log_info("peer %s (%s): connected", p->id, p->addr);
+	m.hello.version = WIRE_VERSION;
+	m.hello.role = d->conf.role == ROLE_GATEWAY ? HELLO_ROLE_GATEWAY : HELLO_ROLE_DEVICE;
+	m.hello.port = d->port;
+	m.hello.product = d->conf.product;
+	m.hello.product_len = strlen(d->conf.product);
+	m.hello.name = d->conf.name;
+	m.hello.name_len = strnlen(d->conf.name, WIRE_NAME_MAX);
+	send_msg(p, &m);
+	send_releases(p);
+	if (d->conf.role == ROLE_DEVICE) {
+		struct msg g = { .type = MSG_GET_KEYRING };
+
+		g.get_keyring.min_version = sw->keyring ? sw->keyring->version + 1 : 1;
+		send_msg(p, &g);
+	}
+	return 0;
+}
+
+static const struct session_ops ops = {
+	.send = session_send_cb,
+	.on_established = on_established,
+	.on_frame = on_frame,
+};
+
+static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+	struct peer *p = container_of((uv_tcp_t *)h, struct peer, tcp);
+
+	(void)hint;
+	buf->base = (char *)p->rbuf;
+	buf->len = sizeof(p->rbuf);
+}
+
+static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+	struct peer *p = container_of((uv_tcp_t *)s, struct peer, tcp);
+	int k;
+
+	(void)buf;
+	if (p->closing)
+		return;
+	if (n < 0) {
+		peer_close(p, n == UV_EOF ? "closed by the peer" : uv_strerror((int)n));
+		return;
+	}
+	k = session_feed(p->s, p->rbuf, (size_t)n);
+	if (k < 0 && !p->closing) {
+		if (k == -EACCES && !p->established)
+			log_info("connection %s: not a member of this fleet (wrong fleet secret)", p->addr);
+		else if (k != -ECONNRESET && k != -EEXIST && k != -ELOOP && k != -EACCES)
+			log_warn("peer %s (%s): %s", p->established ? p->id : "?", p->addr, session_error(p->s));
+		peer_close(p, k == -EEXIST ? "duplicate connection" : k == -ELOOP ? "ourselves" : "session ended");
+	}
+}
+
+static struct peer *peer_new(struct swarm *sw, bool initiator)
+{
+	struct peer *p = calloc(1, sizeof(*p));
+
+	if (!p)
+		return NULL;
+	p->sw = sw;
+	p->initiator = initiator;
+	snprintf(p->id, sizeof(p->id), "?");
+	if (session_new(initiator, sw->d->fleet_key, sw->d->device_sk, &ops, p, &p->s) < 0) {
+		free(p);
+		return NULL;
+	}
+	uv_tcp_init(&sw->d->loop, &p->tcp);
+	uv_tcp_nodelay(&p->tcp, 1);
+	p->next = sw->peers;
+	sw->peers = p;
+	return p;
+}
+
+static void addr_text(uv_tcp_t *t, char *out, size_t size)
+{
+	struct sockaddr_storage ss;
+	int len = sizeof(ss);
+	char ip[64] = "?";
+
+	if (uv_tcp_getpeername(t, (struct sockaddr *)&ss, &len) == 0) {
+		if (ss.ss_family == AF_INET)
+			uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof(ip));
+		else
+			uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof(ip));
+		snprintf(out, size, "%s:%u", ip,
+			 ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
+						       : ((struct sockaddr_in6 *)&ss)->sin6_port));
+	} else {
+		snprintf(out, size, "?");
+	}
+}
+
+void swarm_accept(struct swarm *sw, uv_stream_t *server)
+{
+	size_t n = 0;
+	struct peer *p;
+
+	for (p = sw->peers; p; p = p->next)
+		n++;
+	p = peer_new(sw, false);
+	if (!p)
+		return;
+	if (uv_accept(server, (uv_stream_t *)&p->tcp) < 0) {
+		peer_close(p, "accept failed");
+		return;
+	}
+	addr_text(&p->tcp, p->addr, sizeof(p->addr));
+	if (sw->stopping || n >= sw->d->conf.max_connections) {
+		peer_close(p, "too many connections");
+		return;
+	}
+	session_start(p->s);
+	uv_read_start((uv_stream_t *)&p->tcp, alloc_cb, read_cb);
+}
+
+static void connect_cb(uv_connect_t *c, int status)
+{
+	struct peer *p = container_of(c, struct peer, conn);
+
+	if (p->closing)
+		return;
+	if (status < 0) {
+		peer_close(p, uv_strerror(status));
+		return;
+	}
+	addr_text(&p->tcp, p->addr, sizeof(p->addr));
+	uv_read_start((uv_stream_t *)&p->tcp, alloc_cb, read_cb);
+	if (session_start(p->s) < 0)
+		peer_close(p, "handshake could not start");
+}
+
+static void dial(struct swarm *sw, struct dialer *dl)
+{
+	struct peer *p = peer_new(sw, true);
+
+	if (!p)
+		return;
+	p->dialer = dl;
+	dl->p = p;
+	snprintf(p->addr, sizeof(p->addr), "%s", dl->text);
+	if (uv_tcp_connect(&p->conn, &p->tcp, (struct sockaddr *)&dl->addr, connect_cb) < 0)
+		peer_close(p, "connect failed");
+}
+
+static void tick_cb(uv_timer_t *t)
+{
+	struct swarm *sw = t->data;
+	uint64_t now = uv_now(&sw->d->loop);
+
+	for (size_t i = 0; i < sw->n_dialers; i++) {
+		struct dialer *dl = &sw->dialers[i];
+
+		if (!dl->p && now >= dl->next_try_ms) {
+			dl->next_try_ms = now + DIAL_RETRY_MS;
+			dial(sw, dl);
+		}
+	}
+	if (sw->fetch) {
+		sched_tick(sw->fetch->sched, now);
+		if (now - sw->fetch->last_sync_ms >= SYNC_EVERY_MS)
+			fetch_sync(sw);
+	}
+	pump(sw);
+	for (struct peer *p = sw->peers; p; p = p->next)
+		consider_releases(p);
+}
+
+/* ---- setup ---- */
+
+static int parse_hostport(const char *s, struct sockaddr_in *ret)
+{
+	char host[64];
+	const char *colon = strrchr(s, ':');
+	unsigned long port;
+	char *end;
+
+	if (!colon || (size_t)(colon - s) >= sizeof(host))
+		return -EINVAL;
+	memcpy(host, s, (size_t)(colon - s));
+	host[colon - s] = '\0';
+	port = strtoul(colon + 1, &end, 10);
+	if (*end || port == 0 || port > 65535)
+		return -EINVAL;
+	return uv_ip4_addr(host, (int)port, ret) < 0 ? -EINVAL : 0;
+}
+
+static int import_release(struct swarm *sw, const char *path, struct perr *err)
+{
+	struct release *r = NULL;
+	struct keyring *kr;
+	uint8_t *mbytes = NULL;
+	size_t mlen;
+	struct held *h;
+	char hex[17];
+	int k;
+
+	if ((k = release_open(path, &r, err)) < 0)
+		return k;
+	kr = r->keyring && (!sw->keyring || r->keyring->version > sw->keyring->version) ? r->keyring : sw->keyring;
+	if (kr == r->keyring && kr && (k = trust_check_keyring(&sw->roots, kr, now_s(), err)) < 0)
+		goto fail;
+	if ((k = trust_check_manifest(&sw->roots, kr, r->manifest, now_s(), NULL, err)) < 0)
+		goto fail;
+	if (kr == r->keyring && kr) {
+		keyring_free(sw->keyring);
+		free(sw->keyring_bytes);
+		sw->keyring = NULL;
+		if ((k = keyring_format(r->keyring, &sw->keyring_bytes, &sw->keyring_len, err)) < 0 ||
+		    (k = keyring_parse(sw->keyring_bytes, sw->keyring_len, &sw->keyring, err)) < 0)
+			goto fail;
+	}
+	if ((k = manifest_format(r->manifest, &mbytes, &mlen, err)) < 0)
+		goto fail;
+	h = held_new(r->manifest, mbytes, mlen);
+	if (!h) {
+		k = perr_set(err, -ENOMEM, "out of memory");
+		goto fail;
+	}
+	r->manifest = NULL;
+	h->src = r;
+	h->next = sw->held;
+	sw->held = h;
+	state_release_put(sw->d->st, h->id, h->m, h->mbytes, h->mlen, REL_SEEDING);
+	log_notice("seeding %s %s (counter %" PRIu64 ", %zu chunks, id %s) from %s", h->m->product, h->m->version,
+		   h->m->counter, h->m->n_chunks, hex16(h->id, hex), path);
+	return 0;
+fail:
+	free(mbytes);
+	release_close(r);
+	return perr_prefix(err, k, "%s: ", path);
+}
+
+static int restore_cb(void *ud, const struct state_release *r)
+{
+	struct swarm *sw = ud;
+	struct state_release full;
+	struct manifest *m = NULL;
+	struct perr err = { "" };
+	struct held *h;
+
+	if (sw->d->conf.role != ROLE_DEVICE || (r->st != REL_FETCHING && r->st != REL_COMPLETE) ||
+	    sw->fetch || held_find(sw, r->id))
+		return 0;
+	/* only the newest matters: older ones are no longer in the target */
+	if (sw->held)
+		return 0;
+	if (state_release_get(sw->d->st, r->id, &full) < 0)
+		return 0;
+	if (manifest_parse(full.manifest, full.manifest_len, &m, &err) < 0 || !(h = held_new(m, full.manifest,
+											       full.manifest_len))) {
+		log_err("state: stored manifest of %s unreadable: %s", r->version, err.msg);
+		manifest_free(m);
+		free(full.manifest);
+		return 0;
+	}
+	if (r->st == REL_FETCHING) {
+		if (fetch_start(sw, h, &err) < 0) {
+			log_err("cannot resume %s: %s", r->version, err.msg);
+			held_free(h);
+		}
+	} else {
+		h->fd = open(sw->d->conf.target, O_RDONLY | O_CLOEXEC);
+		if (h->fd < 0) {
+			held_free(h);
+			return 0;
+		}
+		h->next = sw->held;
+		sw->held = h;
+		log_info("holding %s %s (counter %" PRIu64 ") in %s", h->m->product, h->m->version, h->m->counter,
+			 sw->d->conf.target);
+	}
+	return 0;
+}
+
+int swarm_new(struct daemon *d, struct swarm **ret, struct perr *err)
+{
+	struct conf *c = &d->conf;
+	struct swarm *sw = calloc(1, sizeof(*sw));
+	int k;
+
+	if (!sw)
+		return perr_set(err, -ENOMEM, "out of memory");
+	sw->d = d;
+	*ret = sw;
+	{
+		const char *f = getenv("SHOAL_FAULT");
+
+		sw->fault_corrupt = f && !strcmp(f, "corrupt-chunks");
+		if (sw->fault_corrupt)
+			log_warn("fault injection: every chunk served will be corrupt (SHOAL_FAULT=corrupt-chunks)");
+	} /* swarm_free cleans up after a failure below */
+	sw->root_keys = calloc(c->trust.n ? c->trust.n : 1, PUBKEY_SIZE);
+	if (!sw->root_keys)
+		return perr_set(err, -ENOMEM, "out of memory");
+	for (size_t i = 0; i < c->trust.n; i++) {
+		_cleanup_(freep) uint8_t *buf = NULL;
+		size_t len;
+
+		if ((k = read_file(c->trust.v[i], 4096, &buf, &len, err)) < 0)
+			return k;
+		if (len < 8 + 2 * PUBKEY_SIZE || strncmp((char *)buf, "ed25519:", 8) ||
+		    hex_decode((char *)buf + 8, PUBKEY_SIZE, sw->root_keys[i]) < 0)
+			return perr_set(err, -EINVAL, "%s: not a shoal public key", c->trust.v[i]);
+	}
+	sw->roots = (struct trust_roots){ .keys = (const uint8_t(*)[PUBKEY_SIZE])sw->root_keys, .n = c->trust.n };
+
+	if (state_keyring_get(d->st, &sw->keyring_bytes, &sw->keyring_len) == 0 &&
+	    keyring_parse(sw->keyring_bytes, sw->keyring_len, &sw->keyring, err) < 0) {
+		log_warn("state: stored keyring unreadable (%s); ignoring it", err->msg);
+		free(sw->keyring_bytes);
+		sw->keyring_bytes = NULL;
+	}
+	for (size_t i = 0; c->role == ROLE_GATEWAY && i < c->import.n; i++)
+		if ((k = import_release(sw, c->import.v[i], err)) < 0)
+			return k;
+	state_release_foreach(d->st, restore_cb, sw);
+
+	sw->dialers = calloc(c->static_peers.n + 1, sizeof(*sw->dialers));
+	if (!sw->dialers)
+		return perr_set(err, -ENOMEM, "out of memory");
+	for (size_t i = 0; i <= c->static_peers.n; i++) {
+		const char *s = i < c->static_peers.n ? c->static_peers.v[i] : c->gateway;
+
+		if (!s)
+			continue;
+		if (parse_hostport(s, &sw->dialers[sw->n_dialers].addr) < 0)
+			return perr_set(err, -EINVAL, "'%s' is not IPv4-ADDRESS:PORT", s);
+		snprintf(sw->dialers[sw->n_dialers].text, sizeof(sw->dialers[0].text), "%s", s);
+		sw->n_dialers++;
+	}
+	uv_timer_init(&d->loop, &sw->tick);
+	sw->tick.data = sw;
+	uv_timer_start(&sw->tick, tick_cb, 0, TICK_MS);
+	return 0;
+}
+
+void swarm_stop(struct swarm *sw)
+{
+	if (!sw || sw->stopping)
+		return;
+	sw->stopping = true;
+	fetch_sync(sw);
+	while (sw->peers) {
+		struct peer *p = sw->peers;
+
+		send_goodbye(p, GOODBYE_SHUTDOWN, "shutting down");
+		peer_close(p, "shutting down");
+	}
+	if (uv_is_active((uv_handle_t *)&sw->tick) || !uv_is_closing((uv_handle_t *)&sw->tick))
+		uv_close((uv_handle_t *)&sw->tick, NULL);
+}
+
+void swarm_free(struct swarm *sw)
+{
+	if (!sw)
+		return;
+	fetch_free(sw->fetch);
+	while (sw->held) {
+		struct held *h = sw->held;
+
+		sw->held = h->next;
+		held_free(h);
+	}
+	keyring_free(sw->keyring);
+	free(sw->keyring_bytes);
+	free(sw->root_keys);
+	free(sw->dialers);
+	free(sw);
+}
+
+json_t *swarm_peers_json(struct swarm *sw)
+{
+	json_t *a = json_array();
+
+	for (struct peer *p = sw->peers; p; p = p->next) {
+		struct sched_peer_stats ps = { 0 };
+
+		if (!p->established || p->closing)
+			continue;
+		if (p->in_sched && sw->fetch)
+			sched_get_peer_stats(sw->fetch->sched, p->sp, &ps);
+		json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I}", "id", p->id, "name", p->name,
+						   "address", p->addr, "role", p->is_seed ? "gateway" : "device", "rx",
+						   (json_int_t)p->rx_bytes, "tx", (json_int_t)p->tx_bytes, "rate_bps",
+						   (json_int_t)ps.rate_bps, "in_flight", (json_int_t)ps.in_flight));
+	}
+	return a;
+}
+
+json_t *swarm_fetch_json(struct swarm *sw)
+{
+	struct sched_stats st;
+	struct fetch *f = sw->fetch;
+	char hex[2 * HASH_SIZE + 1];
+
+	if (!f)
+		return json_null();
+	sched_get_stats(f->sched, &st);
+	return json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I}", "id", hex_encode(f->h->id, HASH_SIZE, hex), "version",
+			 f->h->m->version, "chunks_held", (json_int_t)f->h->n_have, "chunks_total",
+			 (json_int_t)f->h->m->n_chunks, "bytes_held", (json_int_t)st.bytes_held, "bytes_total",
+			 (json_int_t)st.bytes_total, "from_peers", (json_int_t)st.bytes_from_peers, "from_gateway",
+			 (json_int_t)st.bytes_from_seeds);
+}

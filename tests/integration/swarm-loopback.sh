@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# A gateway and four devices on loopback, joined by static peers (the mDNS
+# version of this runs in network namespaces): every device ends with a
+# byte-identical, verified image, two of them reusing what their old image
+# held; a fleet member that serves corrupt chunks is banned and the device
+# still ends right; a host without the fleet secret gets nothing.
+#
+# usage: swarm-loopback.sh SHOAL SHOALD GEN-IMAGE
+set -u
+SHOAL=$1
+SHOALD=$2
+GEN=$3
+. "$(dirname "$0")/../lib/tap.sh"
+
+T=$(mktemp -d /tmp/shoal-swarm.XXXXXX)
+PIDS=()
+cleanup() {
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+	rm -rf "$T"
+}
+trap cleanup EXIT
+cd "$T"
+export SHOAL_NO_PROGRESS=1
+
+free_ports() { # N: prints N free TCP ports on 127.0.0.1
+	python3 - "$1" <<'PY'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+PY
+}
+
+# wait_for SECONDS CMD...: runs CMD every 0.2 s until it succeeds; bounded.
+wait_for() {
+	local until=$((SECONDS + $1)); shift
+	while ! "$@" >/dev/null 2>&1; do
+		[ "$SECONDS" -lt "$until" ] || return 1
+		sleep 0.2
+	done
+}
+
+status() { # NAME [--json]
+	SHOAL_CONTROL_SOCKET="$T/$1.sock" "$SHOAL" status --json
+}
+is_complete() { status "$1" | grep -q '"state": "complete"'; }
+
+"$SHOAL" keygen -o root >/dev/null
+"$SHOAL" keygen -o rel >/dev/null
+"$SHOAL" keyring create --root root.key --add rel.pub --version 1 -o kr >/dev/null
+"$GEN" --seed 21 --size $((40 << 20)) --kind mixed -o v1.img
+"$GEN" --from v1.img --seed 22 --change 3 --insert 8 -o v2.img
+"$SHOAL" release create --image v2.img --product demo --version 2.0 --counter 2 --key rel.key --keyring kr -o rel2 >/dev/null
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >fleet.key
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >other-fleet.key
+chmod 600 fleet.key other-fleet.key
+
+read -r GP P1 P2 P3 P4 P5 P6 P7 <<<"$(free_ports 8)"
+DEVPORTS=($P1 $P2 $P3 $P4)
+
+conf() { # NAME ROLE PORT FLEETKEY EXTRA...
+	local name=$1 role=$2 port=$3 key=$4; shift 4
+	{
+		printf '[daemon]\nrole = %s\nname = %s\nstate_dir = %s/%s\nlisten_address = 127.0.0.1\n' "$role" "$name" "$T" "$name"
+		printf 'listen_port = %s\ncontrol_socket = %s/%s.sock\nlog_level = debug\n' "$port" "$T" "$name"
+		printf '[fleet]\nproduct = demo\nsecret_file = %s/%s\ntrust = %s/root.pub\n' "$T" "$key" "$T"
+		printf '[discovery]\nmdns = no\n'
+		for line in "$@"; do printf '%s\n' "$line"; done
+	} >"$name.conf"
+}
+start() { # NAME [ENV=VALUE...]
+	local name=$1; shift
+	env "$@" "$SHOALD" -c "$name.conf" 2>"$name.log" &
+	PIDS+=($!)
+	wait_for 10 test -S "$T/$name.sock"
+}
+
+conf gw gateway "$GP" fleet.key '[gateway]' "store_dir = $T/store" "import = $T/rel2"
+check "shoald --check accepts the gateway configuration" "$SHOALD" --check -c gw.conf
+start gw
+check "gateway seeds the release" grep -q "seeding demo 2.0" gw.log
+
+for i in 1 2 3 4; do
+	lines=("gateway = 127.0.0.1:$GP")
+	for j in 1 2 3 4; do
+		[ "$j" = "$i" ] || lines+=("static_peer = 127.0.0.1:${DEVPORTS[$((j - 1))]}")
+	done
+	lines+=('[device]' "target = $T/dev$i.img")
+	[ "$i" -le 2 ] && lines+=("reuse = $T/v1.img")
+	conf "dev$i" device "${DEVPORTS[$((i - 1))]}" fleet.key "${lines[@]}"
+done
+for i in 1 2 3 4; do start "dev$i"; done
+
+for i in 1 2 3 4; do
+	check "dev$i completes" wait_for 120 is_complete "dev$i"
+	check "dev$i holds a byte-identical image" cmp -s "dev$i.img" v2.img
+done
+check "dev1 reused chunks of its old image" grep -Eq "reuse .*: [1-9][0-9]* bytes of the new release were already here" dev1.log
+check "the devices shared among themselves" sh -c "cat dev*.log | grep -q 'connected'"
+expect_exit 0 "shoal status shows the release" env SHOAL_CONTROL_SOCKET="$T/dev3.sock" "$SHOAL" status
+output_has "as complete" "demo 2.0 \(counter 2\), complete"
+expect_exit 0 "shoal peers lists the gateway" env SHOAL_CONTROL_SOCKET="$T/dev3.sock" "$SHOAL" peers --json
+output_has "by role" '"role": "gateway"'
+
+# A fleet member that lies: it holds the release but corrupts every chunk
+# it serves. A new device that can reach only the liar and the gateway
+# bans the liar at its first bad chunk and still ends right.
+conf liar gateway "$P5" fleet.key '[gateway]' "store_dir = $T/store2" "import = $T/rel2"
+start liar SHOAL_FAULT=corrupt-chunks
+conf dev5 device "$P6" fleet.key "static_peer = 127.0.0.1:$P5" "gateway = 127.0.0.1:$GP" '[device]' "target = $T/dev5.img"
+start dev5
+check "dev5 completes despite the liar" wait_for 120 is_complete dev5
+check "dev5 holds a byte-identical image" cmp -s dev5.img v2.img
+if grep -q "banned for" dev5.log; then
+	check "dev5 banned the liar and named the chunk" grep -Eq "banned for [0-9]+ s: chunk [0-9a-f]{64}" dev5.log
+else
+	# the gateway may have served everything before the liar got a request
+	check "dev5 never accepted a bad chunk (no ban needed)" true
+fi
+
+# A host with another fleet secret: no session, no manifest, no chunk.
+conf stranger device "$P7" other-fleet.key "gateway = 127.0.0.1:$GP" '[device]' "target = $T/stranger.img"
+start stranger
+check "the gateway refuses the stranger" wait_for 20 grep -q "not a member of this fleet" gw.log
+check "the stranger holds no release" sh -c "! status stranger | grep -q '\"product\": \"demo\", \"version\"'"
+check "the stranger received nothing" sh -c "! test -s '$T/stranger.img'"
+
+# Clean shutdown on SIGTERM, state kept.
+kill -TERM "${PIDS[1]}"
+check "dev1 stops cleanly on SIGTERM" wait_for 10 grep -q "stopped" dev1.log
+
+echo "# gateway: $(grep -c 'connected' gw.log) connections"
+done_testing
