@@ -55,6 +55,8 @@ struct dialer {
 	char text[64];
 	struct peer *p;
 	uint64_t next_try_ms;
+	bool dynamic; /* learnt at run time; removed when it goes away */
+	bool gone;
 };
 
 struct peer {
@@ -97,7 +99,7 @@ struct swarm {
 	struct trust_roots roots;
 	uint8_t (*root_keys)[PUBKEY_SIZE];
 	struct dialer *dialers;
-	size_t n_dialers;
+	size_t n_dialers, cap_dialers;
 	uv_timer_t tick;
 	bool stopping;
 	bool fault_corrupt;
@@ -1314,6 +1316,8 @@ static void tick_cb(uv_timer_t *t)
 	for (size_t i = 0; i < sw->n_dialers; i++) {
 		struct dialer *dl = &sw->dialers[i];
 
+		if (dl->gone)
+			continue;
 		if (!dl->p && now >= dl->next_try_ms) {
 			dl->next_try_ms = now + DIAL_RETRY_MS;
 			dial(sw, dl);
@@ -1327,6 +1331,49 @@ static void tick_cb(uv_timer_t *t)
 	pump(sw);
 	for (struct peer *p = sw->peers; p; p = p->next)
 		consider_releases(p);
+}
+
+static bool same_addr(const struct sockaddr_in *a, const struct sockaddr_in *b)
+{
+	return a->sin_addr.s_addr == b->sin_addr.s_addr && a->sin_port == b->sin_port;
+}
+
+int swarm_add_candidate(struct swarm *sw, const struct sockaddr_in *addr, const char *device_id)
+{
+	struct dialer *free_slot = NULL;
+	char ip[INET_ADDRSTRLEN];
+
+	for (size_t i = 0; i < sw->n_dialers; i++) {
+		struct dialer *dl = &sw->dialers[i];
+
+		if (same_addr(&dl->addr, addr)) {
+			dl->gone = false;
+			return -EEXIST;
+		}
+		if (dl->dynamic && dl->gone && !dl->p && !free_slot)
+			free_slot = dl;
+	}
+	/* our own announcement comes back too: the handshake would catch it,
+	 * but it is cheaper not to dial */
+	if (device_id && !strncmp(device_id, hex16(sw->d->device_pk, (char[17]){ 0 }), 16))
+		return -ELOOP;
+	if (!free_slot) {
+		if (sw->n_dialers >= sw->cap_dialers)
+			return -ENOSPC; /* the peer table is bounded: a flood changes nothing */
+		free_slot = &sw->dialers[sw->n_dialers++];
+	}
+	*free_slot = (struct dialer){ .addr = *addr, .dynamic = true };
+	uv_ip4_name(addr, ip, sizeof(ip));
+	snprintf(free_slot->text, sizeof(free_slot->text), "%s:%u", ip, ntohs(addr->sin_port));
+	log_debug("discovered %s (device %s)", free_slot->text, device_id ? device_id : "?");
+	return 0;
+}
+
+void swarm_remove_candidate(struct swarm *sw, const struct sockaddr_in *addr)
+{
+	for (size_t i = 0; i < sw->n_dialers; i++)
+		if (sw->dialers[i].dynamic && same_addr(&sw->dialers[i].addr, addr))
+			sw->dialers[i].gone = true;
 }
 
 /* ---- setup ---- */
@@ -1479,7 +1526,8 @@ int swarm_new(struct daemon *d, struct swarm **ret, struct perr *err)
 			return k;
 	state_release_foreach(d->st, restore_cb, sw);
 
-	sw->dialers = calloc(c->static_peers.n + 1, sizeof(*sw->dialers));
+	sw->cap_dialers = c->static_peers.n + 1 + c->max_peers;
+	sw->dialers = calloc(sw->cap_dialers, sizeof(*sw->dialers));
 	if (!sw->dialers)
 		return perr_set(err, -ENOMEM, "out of memory");
 	for (size_t i = 0; i <= c->static_peers.n; i++) {
@@ -1565,4 +1613,23 @@ json_t *swarm_fetch_json(struct swarm *sw)
 			 (json_int_t)f->h->m->n_chunks, "bytes_held", (json_int_t)st.bytes_held, "bytes_total",
 			 (json_int_t)st.bytes_total, "from_peers", (json_int_t)st.bytes_from_peers, "from_gateway",
 			 (json_int_t)st.bytes_from_seeds);
+}
+
+uint64_t swarm_newest_counter(struct swarm *sw)
+{
+	uint64_t best = 0;
+
+	for (struct held *h = sw->held; h; h = h->next)
+		if (!h->have && h->m->counter > best)
+			best = h->m->counter;
+	return best;
+}
+
+unsigned swarm_load(struct swarm *sw)
+{
+	unsigned n = 0;
+
+	for (struct peer *p = sw->peers; p; p = p->next)
+		n += p->established && !p->closing;
+	return n;
 }

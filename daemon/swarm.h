@@ -18,6 +18,19 @@ void swarm_free(struct swarm *sw);
 /* A connection arrived on the listener. */
 void swarm_accept(struct swarm *sw, uv_stream_t *server);
 
+/* A peer address learnt at run time (mDNS): dialled like a static peer
+ * until it goes away. device_id (hex of its first 8 bytes, from the TXT
+ * record; may be NULL) is a hint only: the handshake decides who it is.
+ * Returns 0, -EEXIST when known, -ENOSPC when the peer table is full. */
+int swarm_add_candidate(struct swarm *sw, const struct sockaddr_in *addr, const char *device_id);
+/* The address is gone (mDNS said so); an open connection stays. */
+void swarm_remove_candidate(struct swarm *sw, const struct sockaddr_in *addr);
+
+/* For the TXT record: the newest release counter this node holds (0:
+ * none) and its load (connected peers). */
+uint64_t swarm_newest_counter(struct swarm *sw);
+unsigned swarm_load(struct swarm *sw);
+
 /* For the control socket. */
 json_t *swarm_peers_json(struct swarm *sw);
 json_t *swarm_fetch_json(struct swarm *sw);
