@@ -10,6 +10,7 @@
 #include "fileio.h"
 #include "log.h"
 #include "release.h"
+#include "ratelimit.h"
 #include "scheduler.h"
 #include "session.h"
 #include "store.h"
@@ -20,7 +21,8 @@
 #define TICK_MS 200
 #define SYNC_EVERY_MS 1000
 #define DIAL_RETRY_MS 2000
-#define WRITE_BACKLOG_MAX (32u << 20) /* stop serving a peer that does not read */
+#define WRITE_BACKLOG_MAX (8u << 20) /* stop serving a peer that does not read */
+#define UPQ_MAX 1024u                /* requests queued per peer */
 
 /* A release this node can serve: imported (gateway: chunks from a release
  * directory or bundle) or fetched (device: chunks from the target file,
@@ -85,6 +87,10 @@ struct peer {
 	uint16_t n_rel;
 	size_t backlog;
 	uint64_t rx_bytes, tx_bytes;
+	uint8_t (*upq)[HASH_SIZE]; /* requests to serve, a ring of UPQ_MAX */
+	size_t upq_head, upq_n;
+	bool wants_slot;
+	struct tbucket up;
 	uint8_t rbuf[65536];
 };
 
@@ -100,7 +106,9 @@ struct swarm {
 	uint8_t (*root_keys)[PUBKEY_SIZE];
 	struct dialer *dialers;
 	size_t n_dialers, cap_dialers;
-	uv_timer_t tick;
+	uv_timer_t tick, serve_timer;
+	struct tbucket up_all, down_all;
+	struct upslots slots;
 	bool stopping;
 	bool fault_corrupt;
 	uint8_t refused[16][HASH_SIZE]; /* releases refused this run: not asked for again */
@@ -109,6 +117,14 @@ struct swarm {
 
 static void peer_close(struct peer *p, const char *why);
 static void pump(struct swarm *sw);
+static void serve_pump(struct swarm *sw);
+static void release_slot(struct swarm *sw, struct peer *p);
+
+/* A bucket holds a fifth of a second of its rate, and at least one chunk. */
+static uint64_t burst_for(uint64_t rate)
+{
+	return rate / 5 > (256u << 10) ? rate / 5 : (256u << 10);
+}
 
 static uint64_t now_s(void)
 {
@@ -260,8 +276,11 @@ struct wreq {
 static void write_cb(uv_write_t *w, int status)
 {
 	struct wreq *r = container_of(w, struct wreq, w);
+	bool was_full = r->p->backlog > WRITE_BACKLOG_MAX;
 
 	r->p->backlog -= r->n;
+	if (was_full && r->p->backlog <= WRITE_BACKLOG_MAX && !r->p->closing && !r->p->sw->stopping)
+		serve_pump(r->p->sw);
 	if (status < 0 && !r->p->closing)
 		peer_close(r->p, uv_strerror(status));
 	free(r);
@@ -367,6 +386,7 @@ static void peer_free_cb(uv_handle_t *h)
 
 	session_free(p->s);
 	free(p->mbuf);
+	free(p->upq);
 	free(p);
 }
 
@@ -383,6 +403,8 @@ static void peer_close(struct peer *p, const char *why)
 		log_debug("connection %s: closed: %s", p->addr, why);
 	if (p->in_sched && sw->fetch)
 		sched_peer_remove(sw->fetch->sched, p->sp);
+	release_slot(sw, p);
+	p->upq_n = 0;
 	p->in_sched = false;
 	if (p->dialer)
 		p->dialer->p = NULL;
@@ -681,9 +703,15 @@ static int fetch_start(struct swarm *sw, struct held *h, struct perr *err)
 
 	state_have_foreach(sw->d->st, h->id, resume_cb, sw);
 	resumed = h->n_have;
-	if (resumed)
-		log_info("release %s: resuming with %" PRIu64 " of %zu chunks verified before", h->m->version, resumed,
-			 h->m->n_chunks);
+	if (resumed) {
+		uint64_t bytes = 0;
+
+		for (size_t i = 0; i < h->m->n_chunks; i++)
+			if (held_has(h, (uint32_t)i))
+				bytes += h->m->chunks[i].len;
+		log_info("release %s: resuming with %" PRIu64 " of %zu chunks (%" PRIu64 " bytes) verified before",
+			 h->m->version, resumed, h->m->n_chunks, bytes);
+	}
 	for (size_t i = 0; i < c->reuse.n; i++)
 		reuse_local(sw, c->reuse.v[i]);
 	fetch_sync(sw);
@@ -828,6 +856,9 @@ static void pump_peer(struct swarm *sw, struct peer *p)
 	}
 	if (!p->in_sched)
 		return;
+	/* download limit: no new requests while the bucket is in debt */
+	if (sw->d->conf.download_rate && tbucket_delay_ms(&sw->down_all, 1, uv_now(&sw->d->loop)) > 0)
+		return;
 	if (sched_pick(f->sched, p->sp, uv_now(&sw->d->loop), idx, ELEMENTSOF(idx), &n) < 0 || n == 0)
 		return;
 	for (size_t i = 0; i < n; i++)
@@ -902,6 +933,8 @@ static void on_chunk(struct peer *p, const struct msg_chunk *c)
 		return;
 	}
 	sched_on_chunk(f->sched, p->sp, first, true, uv_now(&sw->d->loop));
+	if (tbucket_take(&sw->down_all, c->stored_len, uv_now(&sw->d->loop)) < 0)
+		sw->down_all.tokens -= (int64_t)c->stored_len * 1000; /* already here: owe it */
 	state_counter_add(sw->d->st, p->is_seed ? "rx_seed" : "rx_peers", c->plain_len);
 	if (uv_now(&sw->d->loop) - f->last_sync_ms >= SYNC_EVERY_MS)
 		fetch_sync(sw);
@@ -921,45 +954,132 @@ static void fault_corrupt(struct swarm *sw, struct msg *out)
 	((uint8_t *)out->chunk.stored)[out->chunk.stored_len / 2] ^= 0x5a;
 }
 
-static void serve_request(struct peer *p, const struct msg_request *r)
+/* Finds a chunk we hold by id: the release and the index. */
+static struct held *find_chunk(struct swarm *sw, const uint8_t id[HASH_SIZE], uint32_t *ret)
+{
+	for (struct held *h = sw->held; h; h = h->next)
+		for (size_t pos = order_find(h, id);
+		     pos < h->m->n_chunks && !memcmp(chunk_of(h, h->order[pos])->id, id, HASH_SIZE); pos++)
+			if (held_has(h, h->order[pos])) {
+				*ret = h->order[pos];
+				return h;
+			}
+	return NULL;
+}
+
+static void send_not_found(struct peer *p, const uint8_t id[HASH_SIZE])
+{
+	struct msg nf = { .type = MSG_NOT_FOUND };
+
+	memcpy(nf.not_found.id, id, HASH_SIZE);
+	send_msg(p, &nf);
+}
+
+/* Requests are queued per peer and served by serve_pump() as the upload
+ * slots and the token buckets (node and per peer) allow. */
+static void queue_requests(struct peer *p, const struct msg_request *r)
 {
 	struct swarm *sw = p->sw;
 
 	for (uint16_t i = 0; i < r->n; i++) {
-		struct msg out = { 0 };
-		uint8_t *buf = NULL;
-		bool sent = false;
+		uint32_t ci;
 
-		if (p->backlog > WRITE_BACKLOG_MAX)
-			break; /* it does not read; its requests time out and go elsewhere */
-		for (struct held *h = sw->held; h && !sent; h = h->next) {
-			size_t pos = order_find(h, r->ids[i]);
-			struct perr err = { "" };
-
-			for (; pos < h->m->n_chunks && !memcmp(chunk_of(h, h->order[pos])->id, r->ids[i], HASH_SIZE); pos++) {
-				uint32_t ci = h->order[pos];
-
-				if (!held_has(h, ci))
-					continue;
-				if (held_read(h, ci, &out, &buf, &err) == 0 && (fault_corrupt(sw, &out), 1) &&
-				    send_msg(p, &out) == 0) {
-					state_counter_add(sw->d->st, "tx", out.chunk.stored_len);
-					sent = true;
-				} else if (err.msg[0]) {
-					log_err("serving chunk: %s", err.msg);
-				}
-				free(buf);
-				buf = NULL;
-				break;
-			}
+		if (!find_chunk(sw, r->ids[i], &ci) || p->upq_n >= UPQ_MAX) {
+			send_not_found(p, r->ids[i]);
+			continue;
 		}
-		if (!sent) {
-			struct msg nf = { .type = MSG_NOT_FOUND };
+		memcpy(p->upq[(p->upq_head + p->upq_n) % UPQ_MAX], r->ids[i], HASH_SIZE);
+		p->upq_n++;
+	}
+	if (p->upq_n && !p->wants_slot) {
+		p->wants_slot = true;
+		upslots_want(&sw->slots, (uint64_t)(uintptr_t)p, uv_now(&sw->d->loop));
+	}
+}
 
-			memcpy(nf.not_found.id, r->ids[i], HASH_SIZE);
-			send_msg(p, &nf);
+static void cancel_request(struct peer *p, const uint8_t id[HASH_SIZE])
+{
+	for (size_t i = 0; i < p->upq_n; i++) {
+		uint8_t *slot = p->upq[(p->upq_head + i) % UPQ_MAX];
+
+		if (memcmp(slot, id, HASH_SIZE) != 0)
+			continue;
+		/* close the gap: later entries move up one */
+		for (size_t j = i; j + 1 < p->upq_n; j++)
+			memcpy(p->upq[(p->upq_head + j) % UPQ_MAX], p->upq[(p->upq_head + j + 1) % UPQ_MAX], HASH_SIZE);
+		p->upq_n--;
+		return;
+	}
+}
+
+static void release_slot(struct swarm *sw, struct peer *p)
+{
+	if (p->wants_slot) {
+		p->wants_slot = false;
+		upslots_done(&sw->slots, (uint64_t)(uintptr_t)p, uv_now(&sw->d->loop));
+	}
+}
+
+static void serve_timer_cb(uv_timer_t *t);
+
+static void serve_pump(struct swarm *sw)
+{
+	uint64_t now = uv_now(&sw->d->loop), next = UINT64_MAX;
+	struct upslots_event ev;
+	bool progress = true;
+
+	upslots_tick(&sw->slots, now);
+	while (upslots_event_next(&sw->slots, &ev) > 0)
+		; /* may_send below reads the outcome */
+	while (progress) {
+		progress = false;
+		for (struct peer *p = sw->peers; p; p = p->next) {
+			struct tbucket *b[2] = { &sw->up_all, &p->up };
+			struct msg out = { 0 };
+			struct perr err = { "" };
+			uint8_t *buf = NULL, id[HASH_SIZE];
+			struct held *h;
+			uint32_t ci;
+			uint64_t d;
+
+			if (!p->upq_n || p->closing || !p->established || p->backlog > WRITE_BACKLOG_MAX ||
+			    !upslots_may_send(&sw->slots, (uint64_t)(uintptr_t)p))
+				continue;
+			memcpy(id, p->upq[p->upq_head], HASH_SIZE);
+			h = find_chunk(sw, id, &ci);
+			if (h && tbucket_take_all(b, 2, chunk_of(h, ci)->len, now) < 0) {
+				d = tbucket_delay_all_ms(b, 2, chunk_of(h, ci)->len, now);
+				if (d < next)
+					next = d;
+				continue;
+			}
+			p->upq_head = (p->upq_head + 1) % UPQ_MAX;
+			p->upq_n--;
+			progress = true;
+			if (!h) {
+				send_not_found(p, id);
+			} else if (held_read(h, ci, &out, &buf, &err) == 0) {
+				fault_corrupt(sw, &out);
+				if (send_msg(p, &out) == 0) {
+					state_counter_add(sw->d->st, "tx", out.chunk.stored_len);
+					upslots_sent(&sw->slots, (uint64_t)(uintptr_t)p, out.chunk.stored_len, now);
+				}
+			} else {
+				log_err("serving chunk: %s", err.msg);
+				send_not_found(p, id);
+			}
+			free(buf);
+			if (!p->upq_n)
+				release_slot(sw, p);
 		}
 	}
+	if (next != UINT64_MAX)
+		uv_timer_start(&sw->serve_timer, serve_timer_cb, next ? next : 1, 0);
+}
+
+static void serve_timer_cb(uv_timer_t *t)
+{
+	serve_pump(t->data);
 }
 
 /* ---- frames ---- */
@@ -1096,7 +1216,8 @@ static int on_frame(void *ud, const uint8_t *plain, size_t n)
 					sched_peer_has(sw->fetch->sched, p->sp, m.have.idx[i]);
 		break;
 	case MSG_REQUEST:
-		serve_request(p, &m.request);
+		queue_requests(p, &m.request);
+		serve_pump(sw);
 		break;
 	case MSG_CHUNK:
 		on_chunk(p, &m.chunk);
@@ -1121,6 +1242,10 @@ static int on_frame(void *ud, const uint8_t *plain, size_t n)
 			 m.goodbye.text);
 		return -ECONNRESET;
 	case MSG_CANCEL:
+		cancel_request(p, m.cancel.id);
+		if (!p->upq_n)
+			release_slot(sw, p);
+		break;
 	case MSG_PONG:
 	case MSG_REPORT:
 	case MSG_COMMAND:
@@ -1226,7 +1351,15 @@ static struct peer *peer_new(struct swarm *sw, bool initiator)
 	p->sw = sw;
 	p->initiator = initiator;
 	snprintf(p->id, sizeof(p->id), "?");
+	p->upq = malloc(UPQ_MAX * HASH_SIZE);
+	tbucket_init(&p->up, sw->d->conf.peer_upload_rate, burst_for(sw->d->conf.peer_upload_rate),
+		     uv_now(&sw->d->loop));
+	if (!p->upq) {
+		free(p);
+		return NULL;
+	}
 	if (session_new(initiator, sw->d->fleet_key, sw->d->device_sk, &ops, p, &p->s) < 0) {
+		free(p->upq);
 		free(p);
 		return NULL;
 	}
@@ -1540,6 +1673,19 @@ int swarm_new(struct daemon *d, struct swarm **ret, struct perr *err)
 		snprintf(sw->dialers[sw->n_dialers].text, sizeof(sw->dialers[0].text), "%s", s);
 		sw->n_dialers++;
 	}
+	{
+		struct upslots_params up;
+		uint64_t now = uv_now(&d->loop);
+
+		upslots_params_default(&up);
+		up.slots = c->upload_slots;
+		if (upslots_init(&sw->slots, &up) < 0)
+			return perr_set(err, -ENOMEM, "out of memory");
+		tbucket_init(&sw->up_all, c->upload_rate, burst_for(c->upload_rate), now);
+		tbucket_init(&sw->down_all, c->download_rate, burst_for(c->download_rate), now);
+	}
+	uv_timer_init(&d->loop, &sw->serve_timer);
+	sw->serve_timer.data = sw;
 	uv_timer_init(&d->loop, &sw->tick);
 	sw->tick.data = sw;
 	uv_timer_start(&sw->tick, tick_cb, 0, TICK_MS);
@@ -1558,8 +1704,10 @@ void swarm_stop(struct swarm *sw)
 		send_goodbye(p, GOODBYE_SHUTDOWN, "shutting down");
 		peer_close(p, "shutting down");
 	}
-	if (uv_is_active((uv_handle_t *)&sw->tick) || !uv_is_closing((uv_handle_t *)&sw->tick))
+	if (!uv_is_closing((uv_handle_t *)&sw->tick))
 		uv_close((uv_handle_t *)&sw->tick, NULL);
+	if (!uv_is_closing((uv_handle_t *)&sw->serve_timer))
+		uv_close((uv_handle_t *)&sw->serve_timer, NULL);
 }
 
 void swarm_free(struct swarm *sw)
@@ -1575,6 +1723,7 @@ void swarm_free(struct swarm *sw)
 	}
 	keyring_free(sw->keyring);
 	free(sw->keyring_bytes);
+	upslots_deinit(&sw->slots);
 	free(sw->root_keys);
 	free(sw->dialers);
 	free(sw);
