@@ -23,6 +23,10 @@
 #define DIAL_RETRY_MS 2000
 #define WRITE_BACKLOG_MAX (8u << 20) /* stop serving a peer that does not read */
 #define UPQ_MAX 1024u                /* requests queued per peer */
+/* A chunk that just went out to one peer is served to others only after
+ * this long, when anything else is asked for: the first receiver announces
+ * it and the others fetch it there (the seed uploads it about once). */
+#define RECENT_MS 3000u
 
 /* A release this node can serve: imported (gateway: chunks from a release
  * directory or bundle) or fetched (device: chunks from the target file,
@@ -38,6 +42,7 @@ struct held {
 	uint8_t *have;       /* NULL: every chunk */
 	uint32_t n_have;
 	uint32_t *order;     /* chunk indexes sorted by id */
+	uint64_t *sent_ms;   /* when each chunk last went out (0: never) */
 };
 
 struct fetch {
@@ -50,6 +55,8 @@ struct fetch {
 	ZSTD_DCtx *dctx;
 	uint64_t last_sync_ms;
 	uint64_t started_ms;
+	uint32_t announce[WIRE_HAVE_MAX]; /* verified since the last HAVE */
+	size_t n_announce;
 };
 
 struct dialer {
@@ -182,6 +189,7 @@ static void held_free(struct held *h)
 		close(h->fd);
 	free(h->have);
 	free(h->order);
+	free(h->sent_ms);
 	free(h);
 }
 
@@ -198,7 +206,8 @@ static struct held *held_new(struct manifest *m, uint8_t *mbytes, size_t mlen)
 	h->mlen = mlen;
 	crypto_generichash(h->id, HASH_SIZE, mbytes, mlen, NULL, 0);
 	h->order = malloc(m->n_chunks * sizeof(*h->order));
-	if (!h->order) {
+	h->sent_ms = calloc(m->n_chunks, sizeof(*h->sent_ms));
+	if (!h->order || !h->sent_ms) {
 		h->m = NULL;
 		h->mbytes = NULL;
 		held_free(h);
@@ -463,6 +472,22 @@ static void fetch_sync(struct swarm *sw)
 	f->last_sync_ms = uv_now(&sw->d->loop);
 }
 
+static void flush_haves(struct swarm *sw)
+{
+	struct fetch *f = sw->fetch;
+	struct msg m = { .type = MSG_HAVE };
+
+	if (!f || !f->n_announce)
+		return;
+	memcpy(m.have.id, f->h->id, HASH_SIZE);
+	m.have.n = (uint16_t)f->n_announce;
+	memcpy(m.have.idx, f->announce, f->n_announce * sizeof(f->announce[0]));
+	f->n_announce = 0;
+	for (struct peer *p = sw->peers; p; p = p->next)
+		if (p->established && !p->closing && p->sent_bitfield)
+			send_msg(p, &m);
+}
+
 static void mark_have(struct swarm *sw, uint32_t i)
 {
 	struct fetch *f = sw->fetch;
@@ -472,6 +497,9 @@ static void mark_have(struct swarm *sw, uint32_t i)
 		return;
 	h->have[i / 8] |= (uint8_t)(1u << (i % 8));
 	h->n_have++;
+	if (f->n_announce == ELEMENTSOF(f->announce))
+		flush_haves(sw);
+	f->announce[f->n_announce++] = i;
 	if (f->n_pending == f->cap_pending) {
 		size_t cap = f->cap_pending ? f->cap_pending * 2 : 256;
 		uint32_t *p = realloc(f->pending, cap * sizeof(*p));
@@ -560,6 +588,7 @@ static void fetch_complete(struct swarm *sw)
 	struct sched_stats st;
 	char id[17];
 
+	flush_haves(sw);
 	fetch_sync(sw);
 	sched_get_stats(f->sched, &st);
 	if (verify_target(h, &err) < 0) {
@@ -663,10 +692,18 @@ static int fetch_start(struct swarm *sw, struct held *h, struct perr *err)
 	struct fetch *f = calloc(1, sizeof(*f));
 	uint32_t *lens = NULL;
 	uint64_t resumed;
+	struct sched_params sp;
 	int k;
 
 	if (!f)
 		return perr_set(err, -ENOMEM, "out of memory");
+	sched_params_default(&sp);
+	sp.ban_ms = c->ban_ms;
+	sp.timeout_floor_ms = (uint32_t)c->request_timeout_ms;
+	/* the gateway uploads each chunk about once: ask it only for what no
+	 * peer has, and never for endgame copies */
+	sp.seed_policy = getenv("SHOAL_SEED_POLICY") && !strcmp(getenv("SHOAL_SEED_POLICY"), "offload")
+				 ? SCHED_SEED_OFFLOAD : SCHED_SEED_STRICT;
 	h->fd = open(c->target, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (h->fd < 0) {
 		fetch_free(f);
@@ -685,7 +722,7 @@ static int fetch_start(struct swarm *sw, struct held *h, struct perr *err)
 		lens[i] = h->m->chunks[i].len;
 	if ((k = sched_dedup(h->m->chunks[0].id, HASH_SIZE, sizeof(struct manifest_chunk), h->m->n_chunks,
 			     &f->same_as)) < 0 ||
-	    (k = sched_new(NULL, h->m->n_chunks, lens, f->same_as, (uint64_t)getpid() ^ rd_le64(h->id), &f->sched,
+	    (k = sched_new(&sp, h->m->n_chunks, lens, f->same_as, (uint64_t)getpid() ^ rd_le64(h->id), &f->sched,
 			   err)) < 0) {
 		free(lens);
 		fetch_free(f);
@@ -835,8 +872,8 @@ static struct peer *peer_by_key(struct swarm *sw, uint64_t key)
 static bool peer_offers(const struct peer *p, const uint8_t id[HASH_SIZE])
 {
 	for (uint16_t i = 0; i < p->n_rel; i++)
-		if (!memcmp(p->rel[i].id, id, HASH_SIZE) && p->rel[i].held > 0)
-			return true;
+		if (!memcmp(p->rel[i].id, id, HASH_SIZE))
+			return true; /* holding or fetching it: bitfields and HAVEs flow both ways */
 	return false;
 }
 
@@ -932,6 +969,7 @@ static void on_chunk(struct peer *p, const struct msg_chunk *c)
 		log_err("target: writing chunk %s failed: %s", hex16(c->id, hex), strerror(-k));
 		return;
 	}
+	flush_haves(sw);
 	sched_on_chunk(f->sched, p->sp, first, true, uv_now(&sw->d->loop));
 	if (tbucket_take(&sw->down_all, c->stored_len, uv_now(&sw->d->loop)) < 0)
 		sw->down_all.tokens -= (int64_t)c->stored_len * 1000; /* already here: owe it */
@@ -973,6 +1011,11 @@ static void send_not_found(struct peer *p, const uint8_t id[HASH_SIZE])
 
 	memcpy(nf.not_found.id, id, HASH_SIZE);
 	send_msg(p, &nf);
+}
+
+static uint8_t *head_of(struct peer *p)
+{
+	return p->upq[p->upq_head];
 }
 
 /* Requests are queued per peer and served by serve_pump() as the upload
@@ -1022,6 +1065,35 @@ static void release_slot(struct swarm *sw, struct peer *p)
 
 static void serve_timer_cb(uv_timer_t *t);
 
+/* Moves to the head of p's queue the oldest request for a chunk that did
+ * not go out recently (if the head is one, nothing moves), and returns it;
+ * NULL when the chunk is not here (any more). When every request is for
+ * such a chunk, the oldest is served all the same: waiting for the first
+ * receiver to announce it would run into the requester's timeouts. */
+static struct held *pick_queued(struct swarm *sw, struct peer *p, uint64_t now, uint8_t id[HASH_SIZE], uint32_t *ret)
+{
+	struct held *h;
+
+	for (size_t i = 0; i < p->upq_n; i++) {
+		uint8_t *slot = p->upq[(p->upq_head + i) % UPQ_MAX];
+
+		h = find_chunk(sw, slot, ret);
+		if (h && h->sent_ms[*ret] && now - h->sent_ms[*ret] < RECENT_MS)
+			continue;
+		if (i) {
+			uint8_t *head = p->upq[p->upq_head], tmp[HASH_SIZE];
+
+			memcpy(tmp, head, HASH_SIZE);
+			memcpy(head, slot, HASH_SIZE);
+			memcpy(slot, tmp, HASH_SIZE);
+		}
+		memcpy(id, head_of(p), HASH_SIZE);
+		return h;
+	}
+	memcpy(id, head_of(p), HASH_SIZE);
+	return find_chunk(sw, id, ret);
+}
+
 static void serve_pump(struct swarm *sw)
 {
 	uint64_t now = uv_now(&sw->d->loop), next = UINT64_MAX;
@@ -1045,8 +1117,7 @@ static void serve_pump(struct swarm *sw)
 			if (!p->upq_n || p->closing || !p->established || p->backlog > WRITE_BACKLOG_MAX ||
 			    !upslots_may_send(&sw->slots, (uint64_t)(uintptr_t)p))
 				continue;
-			memcpy(id, p->upq[p->upq_head], HASH_SIZE);
-			h = find_chunk(sw, id, &ci);
+			h = pick_queued(sw, p, now, id, &ci);
 			if (h && tbucket_take_all(b, 2, chunk_of(h, ci)->len, now) < 0) {
 				d = tbucket_delay_all_ms(b, 2, chunk_of(h, ci)->len, now);
 				if (d < next)
@@ -1060,6 +1131,7 @@ static void serve_pump(struct swarm *sw)
 				send_not_found(p, id);
 			} else if (held_read(h, ci, &out, &buf, &err) == 0) {
 				fault_corrupt(sw, &out);
+				h->sent_ms[ci] = now;
 				if (send_msg(p, &out) == 0) {
 					state_counter_add(sw->d->st, "tx", out.chunk.stored_len);
 					upslots_sent(&sw->slots, (uint64_t)(uintptr_t)p, out.chunk.stored_len, now);

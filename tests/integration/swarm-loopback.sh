@@ -12,71 +12,14 @@ SHOAL=$1
 SHOALD=$2
 GEN=$3
 . "$(dirname "$0")/../lib/tap.sh"
-
-T=$(mktemp -d /tmp/shoal-swarm.XXXXXX)
-PIDS=()
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
-	rm -rf "$T"
-}
-trap cleanup EXIT
-cd "$T"
-export SHOAL_NO_PROGRESS=1
-
-free_ports() { # N: prints N free TCP ports on 127.0.0.1
-	python3 - "$1" <<'PY'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-PY
-}
-
-# wait_for SECONDS CMD...: runs CMD every 0.2 s until it succeeds; bounded.
-wait_for() {
-	local until=$((SECONDS + $1)); shift
-	while ! "$@" >/dev/null 2>&1; do
-		[ "$SECONDS" -lt "$until" ] || return 1
-		sleep 0.2
-	done
-}
-
-status() { # NAME [--json]
-	SHOAL_CONTROL_SOCKET="$T/$1.sock" "$SHOAL" status --json
-}
-is_complete() { status "$1" | grep -q '"state": "complete"'; }
-
-"$SHOAL" keygen -o root >/dev/null
-"$SHOAL" keygen -o rel >/dev/null
-"$SHOAL" keyring create --root root.key --add rel.pub --version 1 -o kr >/dev/null
+. "$(dirname "$0")/../lib/fleet.sh"
+fleet_setup
 "$GEN" --seed 21 --size $((40 << 20)) --kind mixed -o v1.img
 "$GEN" --from v1.img --seed 22 --change 3 --insert 8 -o v2.img
 "$SHOAL" release create --image v2.img --product demo --version 2.0 --counter 2 --key rel.key --keyring kr -o rel2 >/dev/null
-head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >fleet.key
-head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >other-fleet.key
-chmod 600 fleet.key other-fleet.key
 
 read -r GP P1 P2 P3 P4 P5 P6 P7 <<<"$(free_ports 8)"
 DEVPORTS=($P1 $P2 $P3 $P4)
-
-conf() { # NAME ROLE PORT FLEETKEY EXTRA...
-	local name=$1 role=$2 port=$3 key=$4; shift 4
-	{
-		printf '[daemon]\nrole = %s\nname = %s\nstate_dir = %s/%s\nlisten_address = 127.0.0.1\n' "$role" "$name" "$T" "$name"
-		printf 'listen_port = %s\ncontrol_socket = %s/%s.sock\nlog_level = debug\n' "$port" "$T" "$name"
-		printf '[fleet]\nproduct = demo\nsecret_file = %s/%s\ntrust = %s/root.pub\n' "$T" "$key" "$T"
-		printf '[discovery]\nmdns = no\n'
-		for line in "$@"; do printf '%s\n' "$line"; done
-	} >"$name.conf"
-}
-start() { # NAME [ENV=VALUE...]
-	local name=$1; shift
-	env "$@" "$SHOALD" -c "$name.conf" 2>"$name.log" &
-	PIDS+=($!)
-	wait_for 10 test -S "$T/$name.sock"
-}
 
 conf gw gateway "$GP" fleet.key '[gateway]' "store_dir = $T/store" "import = $T/rel2"
 check "shoald --check accepts the gateway configuration" "$SHOALD" --check -c gw.conf
