@@ -160,14 +160,18 @@ done:
 	return NULL;
 }
 
-static int pipeline_push(struct pipeline *p, const uint8_t *data, uint32_t len, size_t index)
+/* A chunk is the bytes carried over from earlier reads (a, na) followed by
+ * those of the current read (b, nb). */
+static int pipeline_push(struct pipeline *p, const uint8_t *a, size_t na, const uint8_t *b, size_t nb, size_t index)
 {
-	struct job j = { .data = malloc(len), .len = len, .index = index };
+	struct job j = { .data = malloc(na + nb), .len = (uint32_t)(na + nb), .index = index };
 	int k;
 
 	if (!j.data)
 		return -ENOMEM;
-	memcpy(j.data, data, len);
+	if (na)
+		memcpy(j.data, a, na);
+	memcpy(j.data + na, b, nb);
 	if (!p->id_blocks[index / ID_BLOCK]) {
 		p->id_blocks[index / ID_BLOCK] = calloc(ID_BLOCK, HASH_SIZE);
 		if (!p->id_blocks[index / ID_BLOCK]) {
@@ -204,68 +208,177 @@ static int image_size_of(int fd, uint64_t *ret)
 	return 0;
 }
 
-/* Reads, chunks and hashes the image, feeding the workers. */
+/* The whole-image hash is serial and costs as much as the chunk ids, so it
+ * runs on a thread of its own: the reader hands it each buffer it read,
+ * in order, and gets the buffer back when it is hashed. */
+#define N_READ_BUFS 4
+
+struct image_hasher {
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t changed;
+	uint8_t *bufs[N_READ_BUFS];
+	size_t len[N_READ_BUFS];
+	size_t next_hash, next_fill, filled; /* ring: filled buffers wait to be hashed */
+	bool closing;
+	crypto_generichash_state hs;
+};
+
+static void *hasher_main(void *arg)
+{
+	struct image_hasher *h = arg;
+
+	pthread_mutex_lock(&h->lock);
+	for (;;) {
+		size_t i, n;
+
+		while (!h->filled && !h->closing)
+			pthread_cond_wait(&h->changed, &h->lock);
+		if (!h->filled)
+			break;
+		i = h->next_hash;
+		n = h->len[i];
+		pthread_mutex_unlock(&h->lock);
+		crypto_generichash_update(&h->hs, h->bufs[i], n);
+		pthread_mutex_lock(&h->lock);
+		h->next_hash = (i + 1) % N_READ_BUFS;
+		h->filled--;
+		pthread_cond_broadcast(&h->changed);
+	}
+	pthread_mutex_unlock(&h->lock);
+	return NULL;
+}
+
+/* The next buffer to read into, once the hasher is done with it. */
+static uint8_t *hasher_get(struct image_hasher *h)
+{
+	uint8_t *b;
+
+	pthread_mutex_lock(&h->lock);
+	while (h->filled == N_READ_BUFS)
+		pthread_cond_wait(&h->changed, &h->lock);
+	b = h->bufs[h->next_fill];
+	pthread_mutex_unlock(&h->lock);
+	return b;
+}
+
+static void hasher_put(struct image_hasher *h, size_t n)
+{
+	pthread_mutex_lock(&h->lock);
+	h->len[h->next_fill] = n;
+	h->next_fill = (h->next_fill + 1) % N_READ_BUFS;
+	h->filled++;
+	pthread_cond_broadcast(&h->changed);
+	pthread_mutex_unlock(&h->lock);
+}
+
+/* Reads and chunks the image, feeding the workers (chunk ids, compression)
+ * and the hasher (the whole-image hash). */
 static int chunk_image(int fd, struct pipeline *p, struct manifest *m, uint64_t total, struct perr *err)
 {
 	const uint32_t max = m->chunking.max;
-	_cleanup_(freep) uint8_t *buf = malloc(READ_SIZE + max);
-	crypto_generichash_state hs;
-	static const uint8_t zero_id[HASH_SIZE];
+	_cleanup_(freep) uint8_t *carry = malloc(max);
+	struct image_hasher h = { .next_hash = 0 };
 	struct chunker ch;
 	struct progress prog;
-	size_t fill = 0;
+	size_t n_carry = 0;
 	uint64_t done = 0;
-	int k;
+	bool started = false;
+	int k = 0;
 
-	if (!buf)
+	if (!carry)
 		return perr_set(err, -ENOMEM, "out of memory");
 	if ((k = chunker_init(&ch, &m->chunking, err)) < 0)
 		return k;
-	crypto_generichash_init(&hs, NULL, 0, HASH_SIZE);
+	for (size_t i = 0; i < N_READ_BUFS; i++)
+		if (!(h.bufs[i] = malloc(READ_SIZE))) {
+			k = perr_set(err, -ENOMEM, "out of memory");
+			goto out;
+		}
+	pthread_mutex_init(&h.lock, NULL);
+	pthread_cond_init(&h.changed, NULL);
+	crypto_generichash_init(&h.hs, NULL, 0, HASH_SIZE);
+	if (pthread_create(&h.thread, NULL, hasher_main, &h) != 0) {
+		k = perr_set(err, -EAGAIN, "cannot start the hashing thread");
+		goto out;
+	}
+	started = true;
 	progress_start(&prog, "chunking", total);
 
 	for (;;) {
-		ssize_t n = read(fd, buf + fill, READ_SIZE + max - fill);
-		size_t pos, start = 0;
+		uint8_t *buf = hasher_get(&h);
+		size_t fill = 0, pos = 0, start = 0;
+		ssize_t n;
+		static const uint8_t zero_id[HASH_SIZE];
 
-		if (n < 0) {
-			if (errno == EINTR)
+		/* fill the whole buffer (a pipe or a device may return less) */
+		while (fill < READ_SIZE) {
+			n = read(fd, buf + fill, READ_SIZE - fill);
+			if (n < 0 && errno == EINTR)
 				continue;
-			return perr_set(err, -errno, "reading the image: %s", strerror(errno));
+			if (n < 0) {
+				k = perr_set(err, -errno, "reading the image: %s", strerror(errno));
+				goto out;
+			}
+			if (n == 0)
+				break;
+			fill += (size_t)n;
 		}
-		if (n == 0)
+		if (fill == 0)
 			break;
-		crypto_generichash_update(&hs, buf + fill, (size_t)n);
-		pos = fill;
-		fill += (size_t)n;
+		hasher_put(&h, fill);
 		while (pos < fill) {
 			size_t cut = chunker_scan(&ch, buf + pos, fill - pos);
+			size_t len;
 
 			if (cut == CHUNKER_NO_CUT)
 				break;
 			pos += cut;
-			if ((k = manifest_add_chunk(m, zero_id, (uint32_t)(pos - start), err)) < 0)
-				return k;
-			if ((k = pipeline_push(p, buf + start, (uint32_t)(pos - start), m->n_chunks - 1)) < 0)
-				return k == -ENOMEM ? perr_set(err, k, "out of memory") : k;
+			len = n_carry + (pos - start);
+			if ((k = manifest_add_chunk(m, zero_id, (uint32_t)len, err)) < 0)
+				goto out;
+			if ((k = pipeline_push(p, carry, n_carry, buf + start, pos - start, m->n_chunks - 1)) < 0) {
+				if (k == -ENOMEM)
+					perr_set(err, k, "out of memory");
+				goto out;
+			}
+			n_carry = 0;
 			start = pos;
 		}
-		/* the unfinished chunk (shorter than max) moves to the front */
-		memmove(buf, buf + start, fill - start);
-		fill -= start;
-		done += (uint64_t)n;
+		/* the unfinished chunk (shorter than max) carries over */
+		memcpy(carry + n_carry, buf + start, fill - start);
+		n_carry += fill - start;
+		done += fill;
 		progress_update(&prog, done);
+		if (fill < READ_SIZE)
+			break;
 	}
-	if (fill) {
-		if ((k = manifest_add_chunk(m, zero_id, (uint32_t)fill, err)) < 0)
-			return k;
-		if ((k = pipeline_push(p, buf, (uint32_t)fill, m->n_chunks - 1)) < 0)
-			return k == -ENOMEM ? perr_set(err, k, "out of memory") : k;
+	if (n_carry) {
+		static const uint8_t zero_id[HASH_SIZE];
+
+		if ((k = manifest_add_chunk(m, zero_id, (uint32_t)n_carry, err)) < 0)
+			goto out;
+		if ((k = pipeline_push(p, carry, n_carry, NULL, 0, m->n_chunks - 1)) < 0) {
+			if (k == -ENOMEM)
+				perr_set(err, k, "out of memory");
+			goto out;
+		}
 	}
 	progress_end(&prog);
 	m->image_size = done;
-	crypto_generichash_final(&hs, m->image_hash, HASH_SIZE);
-	return 0;
+out:
+	if (started) {
+		pthread_mutex_lock(&h.lock);
+		h.closing = true;
+		pthread_cond_broadcast(&h.changed);
+		pthread_mutex_unlock(&h.lock);
+		pthread_join(h.thread, NULL);
+		if (k == 0)
+			crypto_generichash_final(&h.hs, m->image_hash, HASH_SIZE);
+	}
+	for (size_t i = 0; i < N_READ_BUFS; i++)
+		free(h.bufs[i]);
+	return k;
 }
 
 static void free_keys(uint8_t **sks, size_t n)
