@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* shoald: argument parsing only; the daemon lives in libshoal-daemon. */
 #include <getopt.h>
+#include <malloc.h>
 #include <sodium.h>
 #include <stdio.h>
 
@@ -51,6 +52,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "shoald: unexpected argument '%s'\nTry 'shoald --help'.\n", argv[optind]);
 		return 2;
 	}
+	/* Chunk buffers (up to a few MiB) come and go all the time: keep them
+	 * on the heap instead of an mmap and a page-fault storm per chunk. */
+	mallopt(M_MMAP_THRESHOLD, 8 << 20);
+	mallopt(M_TRIM_THRESHOLD, 32 << 20);
 	if (sodium_init() < 0) {
 		log_err("libsodium failed to initialise");
 		return 1;

@@ -118,6 +118,10 @@ struct swarm {
 	struct upslots slots;
 	bool stopping;
 	bool fault_corrupt;
+	/* byte counters not yet in the database: written once a second, not
+	 * once a chunk */
+	uint64_t pending_rx_peers, pending_rx_seed, pending_tx;
+	uint64_t last_counters_ms;
 	uint8_t refused[16][HASH_SIZE]; /* releases refused this run: not asked for again */
 	size_t n_refused;
 };
@@ -326,6 +330,9 @@ static int send_msg(struct peer *p, const struct msg *m)
 
 	if (p->closing || !p->established)
 		return -ENOTCONN;
+	/* a chunk frame is sized once, not grown by doubling copies */
+	if (m->type == MSG_CHUNK && (w.p = malloc(m->chunk.stored_len + 64)))
+		w.cap = m->chunk.stored_len + 64;
 	k = wire_encode(m, &w);
 	if (k == 0)
 		k = session_send(p->s, w.p, w.len, m->type == MSG_GOODBYE);
@@ -451,6 +458,16 @@ static uint64_t best_counter(struct swarm *sw)
 			best = h->m->counter;
 	state_floor_get(sw->d->st, "counter", &floor);
 	return best > floor ? best : floor;
+}
+
+static void flush_counters(struct swarm *sw)
+{
+	static const char *names[] = { "rx_peers", "rx_seed", "tx" };
+	uint64_t *v[] = { &sw->pending_rx_peers, &sw->pending_rx_seed, &sw->pending_tx };
+
+	for (size_t i = 0; i < ELEMENTSOF(names); i++)
+		if (*v[i] && state_counter_add(sw->d->st, names[i], *v[i]) == 0)
+			*v[i] = 0;
 }
 
 static void fetch_sync(struct swarm *sw)
@@ -590,6 +607,7 @@ static void fetch_complete(struct swarm *sw)
 
 	flush_haves(sw);
 	fetch_sync(sw);
+	flush_counters(sw);
 	sched_get_stats(f->sched, &st);
 	if (verify_target(h, &err) < 0) {
 		log_err("release %s %s: %s; starting over", h->m->version, hex16(h->id, id), err.msg);
@@ -973,7 +991,10 @@ static void on_chunk(struct peer *p, const struct msg_chunk *c)
 	sched_on_chunk(f->sched, p->sp, first, true, uv_now(&sw->d->loop));
 	if (tbucket_take(&sw->down_all, c->stored_len, uv_now(&sw->d->loop)) < 0)
 		sw->down_all.tokens -= (int64_t)c->stored_len * 1000; /* already here: owe it */
-	state_counter_add(sw->d->st, p->is_seed ? "rx_seed" : "rx_peers", c->plain_len);
+	if (p->is_seed)
+		sw->pending_rx_seed += c->plain_len;
+	else
+		sw->pending_rx_peers += c->plain_len;
 	if (uv_now(&sw->d->loop) - f->last_sync_ms >= SYNC_EVERY_MS)
 		fetch_sync(sw);
 	if (sched_done(f->sched))
@@ -1133,7 +1154,7 @@ static void serve_pump(struct swarm *sw)
 				fault_corrupt(sw, &out);
 				h->sent_ms[ci] = now;
 				if (send_msg(p, &out) == 0) {
-					state_counter_add(sw->d->st, "tx", out.chunk.stored_len);
+					sw->pending_tx += out.chunk.stored_len;
 					upslots_sent(&sw->slots, (uint64_t)(uintptr_t)p, out.chunk.stored_len, now);
 				}
 			} else {
@@ -1533,6 +1554,10 @@ static void tick_cb(uv_timer_t *t)
 		if (now - sw->fetch->last_sync_ms >= SYNC_EVERY_MS)
 			fetch_sync(sw);
 	}
+	if (now - sw->last_counters_ms >= SYNC_EVERY_MS) {
+		flush_counters(sw);
+		sw->last_counters_ms = now;
+	}
 	pump(sw);
 	for (struct peer *p = sw->peers; p; p = p->next)
 		consider_releases(p);
@@ -1770,6 +1795,7 @@ void swarm_stop(struct swarm *sw)
 		return;
 	sw->stopping = true;
 	fetch_sync(sw);
+	flush_counters(sw);
 	while (sw->peers) {
 		struct peer *p = sw->peers;
 

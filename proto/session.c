@@ -21,9 +21,11 @@
 /* The receive buffer grows with what has arrived (at least doubling, at
  * least RX_CAP_MIN, never past the announced length), and a buffer larger
  * than RX_CAP_KEEP is given back after its frame: an idle connection that
- * once carried a 4 MiB chunk holds no 4 MiB. */
+ * once carried a 4 MiB chunk holds no 4 MiB. A chunk of the default
+ * maximum (256 KiB) and its header fit the kept buffer, so a stream of
+ * them costs no allocation per frame. */
 #define RX_CAP_MIN 4096u
-#define RX_CAP_KEEP (64u * 1024)
+#define RX_CAP_KEEP (256u * 1024 + 8192)
 
 _Static_assert(SESSION_HEADER_SIZE == crypto_secretstream_xchacha20poly1305_HEADERBYTES, "header size");
 _Static_assert(FRAME_ABYTES == crypto_secretstream_xchacha20poly1305_ABYTES, "frame overhead");
