@@ -5,7 +5,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#ifdef HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
+
 #include "daemon.h"
+#include "discovery.h"
 #include "keys.h"
 #include "log.h"
 #include "swarm.h"
@@ -232,9 +237,13 @@ static void signal_cb(uv_signal_t *s, int signum)
 	if (d->stopping)
 		return;
 	d->stopping = true;
+#ifdef HAVE_SYSTEMD
+	sd_notify(0, "STOPPING=1");
+#endif
 	log_notice("received %s, shutting down", signum == SIGTERM ? "SIGTERM" : "SIGINT");
 	unlink(d->conf.control_socket);
 	swarm_stop(d->swarm);
+	discovery_stop(d->disc); /* closes its handles with their own callbacks */
 	uv_walk(&d->loop, close_walk_cb, NULL);
 }
 
@@ -251,7 +260,7 @@ int daemon_init(struct daemon *d, struct perr *err)
 	    (k = device_key_load(d->conf.state_dir, &d->device_sk, d->device_pk, err)) < 0 ||
 	    (k = fleet_key_load(d->conf.fleet_secret_file, &d->fleet_key, err)) < 0 ||
 	    (k = listen_tcp(d, err)) < 0 || (k = listen_control(d, err)) < 0 ||
-	    (k = swarm_new(d, &d->swarm, err)) < 0)
+	    (k = swarm_new(d, &d->swarm, err)) < 0 || (k = discovery_new(d, &d->disc, err)) < 0)
 		return k;
 	uv_signal_init(&d->loop, &d->sigterm);
 	uv_signal_init(&d->loop, &d->sigint);
@@ -266,8 +275,34 @@ int daemon_init(struct daemon *d, struct perr *err)
 	return 0;
 }
 
+#ifdef HAVE_SYSTEMD
+static void watchdog_cb(uv_timer_t *t)
+{
+	(void)t;
+	sd_notify(0, "WATCHDOG=1");
+}
+#endif
+
+/* Under systemd (Type=notify): ready once listening, and a watchdog ping
+ * from the loop itself, so a wedged loop gets the daemon restarted. */
+static void notify_ready(struct daemon *d)
+{
+#ifdef HAVE_SYSTEMD
+	uint64_t usec = 0;
+
+	sd_notifyf(0, "READY=1\nSTATUS=%s on port %u", d->conf.role == ROLE_GATEWAY ? "gateway" : "device", d->port);
+	if (sd_watchdog_enabled(0, &usec) > 0 && usec >= 2000) {
+		uv_timer_init(&d->loop, &d->watchdog);
+		uv_timer_start(&d->watchdog, watchdog_cb, usec / 2000, usec / 2000);
+	}
+#else
+	(void)d;
+#endif
+}
+
 int daemon_run(struct daemon *d)
 {
+	notify_ready(d);
 	return uv_run(&d->loop, UV_RUN_DEFAULT);
 }
 
@@ -275,10 +310,12 @@ void daemon_deinit(struct daemon *d)
 {
 	if (d->loop_ready) {
 		swarm_stop(d->swarm);
+		discovery_stop(d->disc);
 		uv_walk(&d->loop, close_walk_cb, NULL);
 		uv_run(&d->loop, UV_RUN_DEFAULT);
 		uv_loop_close(&d->loop);
 	}
+	discovery_free(d->disc);
 	swarm_free(d->swarm);
 	state_close(d->st);
 	sodium_free(d->device_sk);

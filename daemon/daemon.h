@@ -21,9 +21,11 @@ struct daemon {
 	uint16_t port; /* the port we really listen on */
 	uv_pipe_t control;
 	uv_signal_t sigterm, sigint;
+	uv_timer_t watchdog; /* only under a systemd watchdog */
 	bool control_open;
 	uint64_t started_ms;
 	struct swarm *swarm;
+	struct discovery *disc; /* NULL with [discovery] mdns = no */
 	bool stopping;
 	bool loop_ready;
 };

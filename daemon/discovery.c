@@ -101,7 +101,7 @@ struct discovery {
 	bool browser_failed;
 	bool restart;   /* the client failed: make a new one at the next tick */
 	bool stopping;
-	bool had_daemon; /* avahi-daemon was there once: say "back" when it returns */
+	bool lost;      /* the client failed: say "back" when avahi-daemon returns */
 	bool dbus_warned;
 	bool full_warned;
 	bool established; /* our service is up */
@@ -592,6 +592,40 @@ static void svc_ignore(struct svc *s, int level, const char *fmt, ...)
 	s->st = SVC_IGNORED;
 }
 
+/* Hands a peer of our fleet to the swarm. */
+static void svc_add(struct discovery *disc, struct svc *s, bool quiet)
+{
+	char where[64];
+	int k;
+
+	svc_text(s, where, sizeof(where));
+	k = swarm_add_candidate(disc->d->swarm, &s->addr, s->txt.id);
+	switch (k) {
+	case 0:
+		log_info("mdns: discovered %s '%s' at %s (device %s, newest release %" PRIu64 ", load %" PRIu32 ")",
+			 role_word(&s->txt), s->name, where, s->txt.id, s->txt.rel, s->txt.load);
+		s->added = true;
+		break;
+	case -EEXIST:
+		log_info("mdns: %s '%s' at %s announced again (device %s, already known)", role_word(&s->txt), s->name,
+			 where, s->txt.id);
+		s->added = true;
+		break;
+	case -ELOOP:
+		svc_ignore(s, LOG_DEBUG, "it is us");
+		break;
+	case -ENOSPC: /* the tick tries again */
+		if (!quiet)
+			log_warn("mdns: peer table full ([discovery] max_peers = %" PRIu32 "): not dialling '%s' at %s for now",
+				 disc->d->conf.max_peers, s->name, where);
+		break;
+	default:
+		log_warn("mdns: cannot add '%s' at %s: %s", s->name, where, strerror(-k));
+		svc_ignore(s, LOG_DEBUG, "the swarm refused it");
+		break;
+	}
+}
+
 static void on_found(struct discovery *disc, struct svc *s, const AvahiAddress *a, uint16_t port,
 		     AvahiStringList *txt)
 {
@@ -600,8 +634,6 @@ static void on_found(struct discovery *disc, struct svc *s, const AvahiAddress *
 	unsigned n = avahi_string_list_length(txt), i;
 	struct txt_info t;
 	struct perr err = { "" };
-	char where[64];
-	int k;
 
 	if (!a || a->proto != AVAHI_PROTO_INET)
 		return;
@@ -613,7 +645,7 @@ static void on_found(struct discovery *disc, struct svc *s, const AvahiAddress *
 	i = n;
 	for (AvahiStringList *l = txt; l && i > 0; l = avahi_string_list_get_next(l))
 		strs[--i] = (struct txt_string){ .p = avahi_string_list_get_text(l), .len = avahi_string_list_get_size(l) };
-	if ((k = txt_parse(strs, n, &t, &err)) < 0) {
+	if (txt_parse(strs, n, &t, &err) < 0) {
 		svc_ignore(s, LOG_INFO, "%s", err.msg);
 		goto unadd;
 	}
@@ -631,40 +663,16 @@ static void on_found(struct discovery *disc, struct svc *s, const AvahiAddress *
 	}
 	addr.sin_addr.s_addr = a->data.ipv4.address; /* network order already */
 	addr.sin_port = htons(port);
-	if (s->added && (s->addr.sin_addr.s_addr != addr.sin_addr.s_addr || s->addr.sin_port != addr.sin_port)) {
+	s->txt = t;
+	s->st = SVC_PEER;
+	if (s->added && s->addr.sin_addr.s_addr == addr.sin_addr.s_addr && s->addr.sin_port == addr.sin_port)
+		return; /* the same peer with a new TXT record */
+	if (s->added) {
 		swarm_remove_candidate(disc->d->swarm, &s->addr);
 		s->added = false;
 	}
-	s->txt = t;
-	s->st = SVC_PEER;
-	if (s->added)
-		return; /* the same peer announcing a new TXT record */
 	s->addr = addr;
-	svc_text(s, where, sizeof(where));
-	k = swarm_add_candidate(disc->d->swarm, &addr, t.id);
-	switch (k) {
-	case 0:
-		log_info("mdns: discovered %s '%s' at %s (device %s, newest release %" PRIu64 ", load %" PRIu32 ")",
-			 role_word(&t), s->name, where, t.id, t.rel, t.load);
-		s->added = true;
-		break;
-	case -EEXIST:
-		log_info("mdns: %s '%s' at %s announced again (device %s, already known)", role_word(&t), s->name, where,
-			 t.id);
-		s->added = true;
-		break;
-	case -ELOOP:
-		svc_ignore(s, LOG_DEBUG, "it is us");
-		break;
-	case -ENOSPC:
-		log_warn("mdns: peer table full ([discovery] max_peers = %" PRIu32 "): not dialling '%s' at %s",
-			 disc->d->conf.max_peers, s->name, where);
-		s->st = SVC_RESOLVING; /* tried again when it announces anew */
-		break;
-	default:
-		log_warn("mdns: cannot add '%s' at %s: %s", s->name, where, strerror(-k));
-		break;
-	}
+	svc_add(disc, s, false);
 	return;
 unadd:
 	if (s->added) {
@@ -708,4 +716,310 @@ static void resolve_cb(AvahiServiceResolver *r, AvahiIfIndex iface, AvahiProtoco
 		break;
 	}
 	}
+}
+
+static struct svc *svc_find(struct discovery *disc, AvahiIfIndex iface, AvahiProtocol proto, const char *name,
+			    const char *domain)
+{
+	for (size_t i = 0; i < disc->cap_svc; i++) {
+		struct svc *s = &disc->svc[i];
+
+		if (s->used && s->iface == iface && s->proto == proto && !strcmp(s->name, name) &&
+		    !strcmp(s->domain, domain))
+			return s;
+	}
+	return NULL;
+}
+
+static void browse_cb(AvahiServiceBrowser *b, AvahiIfIndex iface, AvahiProtocol proto, AvahiBrowserEvent event,
+		      const char *name, const char *type, const char *domain, AvahiLookupResultFlags flags, void *ud)
+{
+	struct discovery *disc = ud;
+	struct svc *s;
+
+	(void)b;
+	(void)type;
+	if (disc->stopping)
+		return;
+	if (!domain)
+		domain = "local";
+	switch (event) {
+	case AVAHI_BROWSER_NEW:
+		if (flags & AVAHI_LOOKUP_RESULT_OUR_OWN)
+			return; /* published by this very client */
+		if (!name || strlen(name) >= AVAHI_LABEL_MAX || svc_find(disc, iface, proto, name, domain))
+			return;
+		for (s = disc->svc; s < disc->svc + disc->cap_svc && s->used; s++)
+			;
+		if (s == disc->svc + disc->cap_svc) {
+			if (!disc->full_warned)
+				log_warn("mdns: following %zu services already; ignoring '%s' and any more until some go away",
+					 disc->cap_svc, name);
+			disc->full_warned = true;
+			return;
+		}
+		*s = (struct svc){ .disc = disc, .used = true, .iface = iface, .proto = proto, .st = SVC_RESOLVING };
+		snprintf(s->name, sizeof(s->name), "%s", name);
+		if (!(s->domain = strdup(domain))) {
+			s->used = false;
+			return;
+		}
+		log_debug("mdns: '%s' appeared; resolving it", name);
+		resolve(disc, s);
+		break;
+	case AVAHI_BROWSER_REMOVE:
+		if (name && (s = svc_find(disc, iface, proto, name, domain))) {
+			svc_drop(disc, s, true);
+			disc->full_warned = false;
+		}
+		break;
+	case AVAHI_BROWSER_FAILURE:
+		log_warn("mdns: browsing failed: %s; browsing again in %u s",
+			 avahi_strerror(avahi_client_errno(disc->client)), TICK_MS / 1000);
+		disc->browser_failed = true;
+		break;
+	case AVAHI_BROWSER_CACHE_EXHAUSTED:
+	case AVAHI_BROWSER_ALL_FOR_NOW:
+		break;
+	}
+}
+
+static void browse(struct discovery *disc)
+{
+	if (disc->browser || !disc->client || disc->state != AVAHI_CLIENT_S_RUNNING || disc->stopping)
+		return;
+	/* IPv4 is what the swarm dials */
+	disc->browser = avahi_service_browser_new(disc->client, AVAHI_IF_UNSPEC, AVAHI_PROTO_INET, SERVICE_TYPE, NULL, 0,
+						  browse_cb, disc);
+	if (!disc->browser)
+		log_warn("mdns: cannot browse for %s: %s; retrying in %u s", SERVICE_TYPE,
+			 avahi_strerror(avahi_client_errno(disc->client)), TICK_MS / 1000);
+}
+
+/* ---- the client ---- */
+
+static void client_cb(AvahiClient *c, AvahiClientState state, void *ud)
+{
+	struct discovery *disc = ud;
+
+	if (disc->stopping)
+		return;
+	disc->client = c; /* the first call comes before avahi_client_new returns */
+	disc->state = state;
+	switch (state) {
+	case AVAHI_CLIENT_S_RUNNING:
+		if (disc->lost)
+			log_notice("mdns: avahi-daemon is back; publishing and browsing again");
+		disc->lost = false;
+		publish(disc);
+		browse(disc);
+		break;
+	case AVAHI_CLIENT_S_COLLISION:
+		log_notice("mdns: avahi-daemon's host name is taken on the LAN; publishing again once it has a new one");
+		disc->established = false;
+		if (disc->group)
+			avahi_entry_group_reset(disc->group);
+		break;
+	case AVAHI_CLIENT_S_REGISTERING:
+		log_info("mdns: avahi-daemon is registering its host name; publishing when it is done");
+		disc->established = false;
+		if (disc->group)
+			avahi_entry_group_reset(disc->group);
+		break;
+	case AVAHI_CLIENT_FAILURE:
+		/* the daemon went away, or D-Bus did: the client is dead. Make
+		 * a new one from the loop, not from inside avahi's callback. */
+		log_warn("mdns: lost avahi-daemon (%s); reconnecting", avahi_strerror(avahi_client_errno(c)));
+		disc->lost = true;
+		disc->established = false;
+		disc->restart = true;
+		uv_timer_start(&disc->tick, tick_cb, 0, TICK_MS);
+		break;
+	case AVAHI_CLIENT_CONNECTING:
+		log_notice("mdns: waiting for avahi-daemon to appear (static peers work meanwhile)");
+		break;
+	}
+}
+
+static void client_start(struct discovery *disc)
+{
+	AvahiClient *c;
+	int error = 0;
+
+	disc->restart = false;
+	disc->client = NULL;
+	disc->state = AVAHI_CLIENT_CONNECTING;
+	/* NO_FAIL: wait for a missing avahi-daemon instead of failing. The
+	 * user configuration only adds browse domains, none of which we use. */
+	c = avahi_client_new(&disc->api, AVAHI_CLIENT_NO_FAIL | AVAHI_CLIENT_IGNORE_USER_CONFIG, client_cb, disc,
+			     &error);
+	if (!c) {
+		disc->client = NULL; /* a failing constructor may have called back with it */
+		if (!disc->dbus_warned)
+			log_warn("mdns: cannot reach the system D-Bus (%s): no discovery until it is there; "
+				 "trying again every %u s",
+				 avahi_strerror(error), TICK_MS / 1000);
+		disc->dbus_warned = true;
+		disc->restart = true;
+		return;
+	}
+	if (disc->dbus_warned)
+		log_notice("mdns: reached the system D-Bus");
+	disc->dbus_warned = false;
+	disc->client = c;
+}
+
+/* Drops the dead client with everything it made (avahi frees those) and
+ * makes a new one. */
+static void client_restart(struct discovery *disc)
+{
+	forget_all(disc);
+	disc->group = NULL;
+	disc->browser = NULL;
+	disc->browser_failed = false;
+	disc->established = false;
+	if (disc->client)
+		avahi_client_free(disc->client);
+	disc->client = NULL;
+	client_start(disc);
+}
+
+static void tick_cb(uv_timer_t *t)
+{
+	struct discovery *disc = container_of(t, struct discovery, tick);
+	uint64_t now = uv_now(disc->loop);
+
+	if (disc->stopping)
+		return;
+	if (disc->restart)
+		client_restart(disc);
+	if (!disc->client || disc->state != AVAHI_CLIENT_S_RUNNING)
+		return;
+	if (disc->browser_failed) {
+		for (size_t i = 0; i < disc->cap_svc; i++)
+			if (disc->svc[i].used)
+				svc_drop(disc, &disc->svc[i], false);
+		if (disc->browser)
+			avahi_service_browser_free(disc->browser);
+		disc->browser = NULL;
+		disc->browser_failed = false;
+	}
+	publish(disc);
+	browse(disc);
+	for (size_t i = 0; i < disc->cap_svc; i++) {
+		struct svc *s = &disc->svc[i];
+
+		if (!s->used)
+			continue;
+		if (s->st == SVC_RESOLVING && !s->r && now >= s->retry_ms)
+			resolve(disc, s);
+		else if (s->st == SVC_PEER && !s->added)
+			svc_add(disc, s, true);
+	}
+	refresh_txt(disc);
+}
+
+/* ---- life cycle ---- */
+
+int discovery_new(struct daemon *d, struct discovery **ret, struct perr *err)
+{
+	struct txt_info t = {
+		.proto = WIRE_VERSION,
+		.role = d->conf.role == ROLE_GATEWAY ? TXT_ROLE_GATEWAY : TXT_ROLE_DEVICE,
+	};
+	struct discovery *disc;
+	struct txt_wire w;
+	int k;
+
+	if (!d->conf.mdns) {
+		log_info("mdns: off ([discovery] mdns = no): only static peers and the gateway address are dialled");
+		*ret = NULL;
+		return 0;
+	}
+	key_short_id(d->device_pk, t.id);
+	if (strlen(d->conf.fleet_tag) > TXT_FLEET_MAX)
+		return perr_set(err, -EINVAL, "[fleet] tag is %zu bytes; mDNS announces at most %u",
+				strlen(d->conf.fleet_tag), TXT_FLEET_MAX);
+	snprintf(t.fleet, sizeof(t.fleet), "%s", d->conf.fleet_tag);
+	if ((k = txt_format(&t, &w, err)) < 0)
+		return perr_prefix(err, k, "[fleet] tag cannot be announced over mDNS: ");
+
+	disc = calloc(1, sizeof(*disc));
+	if (!disc)
+		return perr_set(err, -ENOMEM, "out of memory");
+	disc->cap_svc = 2 * (size_t)d->conf.max_peers + 8;
+	disc->svc = calloc(disc->cap_svc, sizeof(*disc->svc));
+	if (!disc->svc) {
+		free(disc);
+		return perr_set(err, -ENOMEM, "out of memory");
+	}
+	for (size_t i = 0; i < disc->cap_svc; i++)
+		disc->svc[i].disc = disc;
+	disc->d = d;
+	disc->loop = &d->loop;
+	disc->txt = t;
+	disc->api = (AvahiPoll){
+		.userdata = disc,
+		.watch_new = watch_new,
+		.watch_update = watch_update,
+		.watch_get_events = watch_get_events,
+		.watch_free = watch_free,
+		.timeout_new = timeout_new,
+		.timeout_update = timeout_update,
+		.timeout_free = timeout_free,
+	};
+	make_name(disc->name, d->conf.name, t.id);
+	/* nothing fails from here on */
+	uv_timer_init(disc->loop, &disc->tick);
+	uv_timer_start(&disc->tick, tick_cb, TICK_MS, TICK_MS);
+	log_info("mdns: announcing '%s' as %s on port %u, fleet '%s', and browsing for the fleet", disc->name,
+		 SERVICE_TYPE, d->port, t.fleet);
+	client_start(disc);
+	*ret = disc;
+	return 0;
+}
+
+void discovery_stop(struct discovery *disc)
+{
+	if (!disc || disc->stopping)
+		return;
+	disc->stopping = true;
+	/* the client frees its groups, browsers and resolvers, and through
+	 * them our announcement goes (avahi-daemon sends the goodbyes) */
+	for (size_t i = 0; i < disc->cap_svc; i++) {
+		free(disc->svc[i].domain);
+		disc->svc[i] = (struct svc){ .disc = disc };
+	}
+	disc->group = NULL;
+	disc->browser = NULL;
+	if (disc->client)
+		avahi_client_free(disc->client);
+	disc->client = NULL;
+	/* whatever avahi did not free (it should have freed it all) */
+	while (disc->fds) {
+		struct fdpoll *fp = disc->fds;
+
+		disc->fds = fp->next;
+		while (fp->watches) {
+			AvahiWatch *w = fp->watches;
+
+			fp->watches = w->next;
+			free(w);
+		}
+		uv_close((uv_handle_t *)&fp->poll, fdpoll_close_cb);
+	}
+	while (disc->timeouts)
+		timeout_free(disc->timeouts);
+	uv_timer_stop(&disc->tick);
+	uv_close((uv_handle_t *)&disc->tick, NULL);
+}
+
+void discovery_free(struct discovery *disc)
+{
+	if (!disc)
+		return;
+	for (size_t i = 0; i < disc->cap_svc; i++)
+		free(disc->svc[i].domain);
+	free(disc->svc);
+	free(disc);
 }
