@@ -4,6 +4,7 @@
 #include <avahi-client/lookup.h>
 #include <avahi-client/publish.h>
 #include <avahi-common/alternative.h>
+#include <avahi-common/domain.h>
 #include <avahi-common/error.h>
 #include <avahi-common/malloc.h>
 #include <avahi-common/watch.h>
@@ -351,8 +352,9 @@ static bool current_txt(struct discovery *disc, struct txt_info *ret)
 	return t.rel != disc->txt.rel || t.load != disc->txt.load;
 }
 
-/* The record in Avahi's form. Avahi keeps string lists last string first,
- * so adding them in record order puts txtvers first on the wire. */
+/* The record in Avahi's form. Avahi keeps the lists one builds last
+ * string first, so adding them in record order puts txtvers first on the
+ * wire (checked with a capture). */
 static AvahiStringList *txt_list(const struct txt_info *t)
 {
 	struct txt_string v[TXT_N_STRINGS];
@@ -558,7 +560,8 @@ static void forget_all(struct discovery *disc)
 		svc_drop(disc, s, false);
 	}
 	if (n)
-		log_info("mdns: forgetting %zu discovered peers until avahi-daemon browses again; open connections stay", n);
+		log_info("mdns: forgetting %zu discovered peer%s until avahi-daemon browses again; open connections stay",
+			 n, n == 1 ? "" : "s");
 	disc->full_warned = false;
 }
 
@@ -641,10 +644,12 @@ static void on_found(struct discovery *disc, struct svc *s, const AvahiAddress *
 		svc_ignore(s, LOG_INFO, "its TXT record has %u strings", n);
 		goto unadd;
 	}
-	/* Avahi's lists run last string first */
-	i = n;
-	for (AvahiStringList *l = txt; l && i > 0; l = avahi_string_list_get_next(l))
-		strs[--i] = (struct txt_string){ .p = avahi_string_list_get_text(l), .len = avahi_string_list_get_size(l) };
+	/* A resolver's list runs in record order (unlike the lists one
+	 * builds, which run last string first): seen on the wire, and it
+	 * matters, the first of two equal keys wins. */
+	i = 0;
+	for (AvahiStringList *l = txt; l && i < n; l = avahi_string_list_get_next(l))
+		strs[i++] = (struct txt_string){ .p = avahi_string_list_get_text(l), .len = avahi_string_list_get_size(l) };
 	if (txt_parse(strs, n, &t, &err) < 0) {
 		svc_ignore(s, LOG_INFO, "%s", err.msg);
 		goto unadd;
@@ -663,15 +668,21 @@ static void on_found(struct discovery *disc, struct svc *s, const AvahiAddress *
 	}
 	addr.sin_addr.s_addr = a->data.ipv4.address; /* network order already */
 	addr.sin_port = htons(port);
-	s->txt = t;
 	s->st = SVC_PEER;
-	if (s->added && s->addr.sin_addr.s_addr == addr.sin_addr.s_addr && s->addr.sin_port == addr.sin_port)
-		return; /* the same peer with a new TXT record */
+	if (s->added && s->addr.sin_addr.s_addr == addr.sin_addr.s_addr && s->addr.sin_port == addr.sin_port) {
+		/* the same peer with a new TXT record */
+		if (t.rel != s->txt.rel || t.load != s->txt.load)
+			log_debug("mdns: '%s' now announces newest release %" PRIu64 ", load %" PRIu32, s->name, t.rel,
+				  t.load);
+		s->txt = t;
+		return;
+	}
 	if (s->added) {
 		swarm_remove_candidate(disc->d->swarm, &s->addr);
 		s->added = false;
 	}
 	s->addr = addr;
+	s->txt = t;
 	svc_add(disc, s, false);
 	return;
 unadd:

@@ -58,6 +58,8 @@ NETNS_AVAHI=()         # [I] pid of host I's avahi-daemon
 NETNS_AVAHI_STARTS=()  # [I] how many times it was started (log file suffix)
 NETNS_SPAWNED=()       # every pid started in a host, in order
 NETNS_PID=             # the last one
+NETNS_INODES=()        # the namespaces made (inode numbers), for lan_leftovers
+NETNS_EVER=()          # every pid started (holders too), kept after lan_down, for lan_pids
 NETNS_TIMEOUT=${NETNS_TIMEOUT:-20}
 
 _netns_log() { echo "# netns: $*" >&2; }
@@ -89,21 +91,23 @@ netns_usable() {
 }
 
 # _netns_isolated PID NS...: PID is alive and in other namespaces than ours.
+# Builtins only (test -ef compares the namespace inodes): it runs before
+# every command that enters a host.
 _netns_isolated() {
-	local pid=$1 ns mine theirs; shift
-	[ -n "$pid" ] && [ -d "/proc/$pid" ] || return 1
-	[ "$(cat "/proc/$pid/comm" 2>/dev/null)" = tail ] || return 1 # unshare has exec'ed the holder
+	local pid=$1 ns comm=; shift
+	[ -n "$pid" ] && [ -r "/proc/$pid/comm" ] || return 1
+	read -r comm 2>/dev/null <"/proc/$pid/comm"
+	[ "$comm" = tail ] || return 1 # unshare has exec'ed the holder
 	for ns in "$@"; do
-		mine=$(readlink "/proc/$$/ns/$ns") || return 1
-		theirs=$(readlink "/proc/$pid/ns/$ns") || return 1
-		[ -n "$theirs" ] && [ "$mine" != "$theirs" ] || return 1
+		[ -e "/proc/$pid/ns/$ns" ] && [ -e "/proc/$$/ns/$ns" ] || return 1
+		! [ "/proc/$pid/ns/$ns" -ef "/proc/$$/ns/$ns" ] || return 1
 	done
 }
 
 # _netns_holder VAR NS-OPTIONS...: starts a holder, waits until it is
 # isolated and stores its pid in VAR.
 _netns_holder() {
-	local var=$1 pid nslist=(); shift
+	local var=$1 pid o nslist=(); shift
 	for o in "$@"; do
 		case $o in
 		--net) nslist+=(net) ;;
@@ -116,9 +120,14 @@ _netns_holder() {
 	if ! _netns_wait "$NETNS_TIMEOUT" _netns_isolated "$pid" "${nslist[@]}"; then
 		_netns_log "holder $pid never reached its own namespaces (${nslist[*]})"
 		kill "$pid" 2>/dev/null
+		wait "$pid" 2>/dev/null
 		return 1
 	fi
 	printf -v "$var" '%s' "$pid"
+	NETNS_EVER+=("$pid")
+	for o in "${nslist[@]}"; do
+		NETNS_INODES+=("$(stat -L -c %i "/proc/$pid/ns/$o")")
+	done
 }
 
 _netns_enter_br() { # CMD...: in the lan namespace (network only)
@@ -144,16 +153,25 @@ host_spawn() {
 	nsenter -t "${NETNS_HOLDER[$i]}" -n -m -u -- "$@" </dev/null >"$log" 2>&1 &
 	NETNS_PID=$!
 	NETNS_SPAWNED+=("$NETNS_PID")
+	NETNS_EVER+=("$NETNS_PID")
 }
 
 host_ip() { echo "10.$NETNS_X.0.$1"; }
 
+# _netns_running PID: alive and not a zombie waiting to be reaped
+_netns_running() {
+	local stat=
+	read -r stat 2>/dev/null <"/proc/$1/stat" || return 1
+	stat=${stat##*) } # the state follows "(comm) ", and comm may hold anything
+	[ "${stat%% *}" != Z ]
+}
+
 # Ends one pid we started: SIGTERM, up to 5 s, then SIGKILL; reaps it.
 _netns_end() {
 	local pid=$1 tries=100
-	kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return 0; }
+	_netns_running "$pid" || { wait "$pid" 2>/dev/null; return 0; }
 	kill -TERM "$pid" 2>/dev/null
-	while kill -0 "$pid" 2>/dev/null && [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ]; do
+	while _netns_running "$pid"; do
 		tries=$((tries - 1))
 		if [ "$tries" -le 0 ]; then
 			_netns_log "pid $pid ignored SIGTERM for 5 s; killing it"
@@ -227,11 +245,13 @@ lan_up() {
 		_netns_log "lan_up: a LAN is already up"
 		return 1
 	fi
-	if ! [[ "$name" =~ ^[a-z][a-z0-9-]{0,15}$ ]] || ! [[ "$n" =~ ^[0-9]+$ ]] || [ "$n" -lt 1 ] || [ "$n" -gt 250 ]; then
+	if ! [[ "$name" =~ ^[a-z][a-z0-9-]{0,15}$ ]] || ! [[ "$n" =~ ^[0-9]+$ ]] || [ "$n" -lt 1 ] || [ "$n" -gt 250 ] ||
+		! [[ "$NETNS_X" =~ ^[0-9]+$ ]] || [ "$NETNS_X" -gt 255 ]; then
 		_netns_log "usage: lan_up NAME(a-z0-9-) N(1..250) [X]"
 		return 1
 	fi
 	NETNS_NAME=$name
+	NETNS_INODES=() NETNS_EVER=()
 	NETNS_DIR=$(mktemp -d "/tmp/shoal-netns-$name.XXXXXX") || return 1
 
 	_netns_holder NETNS_BR --net || return 1
@@ -241,7 +261,8 @@ lan_up() {
 
 	for ((i = 1; i <= n; i++)); do
 		mkdir -p "$NETNS_DIR/h$i"
-		_netns_holder "NETNS_HOLDER[$i]" --net --mount --uts || return 1
+		# (private is unshare's default: said here because /run depends on it)
+		_netns_holder "NETNS_HOLDER[$i]" --net --mount --propagation private --uts || return 1
 		NETNS_N=$i
 		# the veth is made inside the lan namespace and its far end moved
 		# straight into the host's: it never exists in ours
@@ -287,17 +308,35 @@ lan_down() {
 	[ -n "$NETNS_BR" ] && _netns_end "$NETNS_BR"
 	NETNS_HOLDER=() NETNS_DBUS=() NETNS_AVAHI=() NETNS_AVAHI_STARTS=()
 	NETNS_BR= NETNS_N=0
-	[ -n "$NETNS_DIR" ] && rm -rf "$NETNS_DIR"
+	# SHOAL_TEST_KEEP=1 keeps the daemons' logs for a look afterwards
+	if [ -n "$NETNS_DIR" ]; then
+		if [ -n "${SHOAL_TEST_KEEP:-}" ]; then echo "# kept $NETNS_DIR"; else rm -rf "$NETNS_DIR"; fi
+	fi
 	NETNS_DIR=
 	return 0
 }
 
-# lan_pids: every pid lan_up and host_spawn started that is still alive
-# (empty after lan_down); for a test that checks it left nothing behind.
+# lan_leftovers: pids of any process still in a namespace lan_up made
+# (empty once lan_down has run: the kernel then has removed them all).
+lan_leftovers() {
+	local p ino want
+	[ "${#NETNS_INODES[@]}" -gt 0 ] || return 0
+	for p in /proc/[0-9]*; do
+		for ino in $(stat -L -c %i "$p/ns/net" "$p/ns/mnt" "$p/ns/uts" 2>/dev/null); do
+			for want in "${NETNS_INODES[@]}"; do
+				[ "$ino" = "$want" ] && echo "${p#/proc/}"
+			done
+		done
+	done | sort -u
+	return 0
+}
+
+# lan_pids: every pid lan_up and host_spawn started that still runs (none
+# after lan_down); for a test that checks it left nothing behind.
 lan_pids() {
 	local p
-	for p in "${NETNS_SPAWNED[@]}" "${NETNS_HOLDER[@]}" $NETNS_BR; do
-		[ -n "$p" ] && kill -0 "$p" 2>/dev/null && echo "$p"
+	for p in "${NETNS_EVER[@]}"; do
+		_netns_running "$p" && echo "$p"
 	done
 	return 0
 }
