@@ -171,7 +171,8 @@ static int pipeline_push(struct pipeline *p, const uint8_t *a, size_t na, const 
 		return -ENOMEM;
 	if (na)
 		memcpy(j.data, a, na);
-	memcpy(j.data + na, b, nb);
+	if (nb) /* the last chunk is all carry: b is NULL */
+		memcpy(j.data + na, b, nb);
 	if (!p->id_blocks[index / ID_BLOCK]) {
 		p->id_blocks[index / ID_BLOCK] = calloc(ID_BLOCK, HASH_SIZE);
 		if (!p->id_blocks[index / ID_BLOCK]) {
