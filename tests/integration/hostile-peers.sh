@@ -34,7 +34,11 @@ check "a truncated frame closes it (x200)" "$EVIL" 127.0.0.1 "${PORTS[0]}" fleet
 check "a stranger without the fleet secret is closed on (x200)" "$EVIL" 127.0.0.1 "${PORTS[0]}" other-fleet.key stranger 200
 after=$(rss "$gwpid")
 echo "# gateway RSS: $before KiB before 800 hostile connections, $after KiB after"
-check "the gateway's memory stayed flat (grew by < 2 MiB)" test "$((after - before))" -lt 2048
+if built_with_asan "$SHOALD"; then
+	skip "the gateway's memory stayed flat" "ASan's quarantine holds freed memory"
+else
+	check "the gateway's memory stayed flat (grew by < 2 MiB)" test "$((after - before))" -lt 2048
+fi
 check "the gateway still answers" sh -c "SHOAL_CONTROL_SOCKET='$T/gw.sock' '$SHOAL' status >/dev/null"
 check "and says why it closed" grep -Eq "frame|length|decrypt|not a member" gw.log
 

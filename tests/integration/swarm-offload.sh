@@ -44,5 +44,9 @@ echo "# gateway sent $sent bytes for a $size-byte image to $N devices in ~${elap
 # Loopback links are unlimited, so requests race more than on a shaped LAN;
 # the 1.1 x target is measured on the namespace rig (bench/). Here the
 # bound only catches a swarm that stopped sharing (it was 4.5 x then).
-check "the gateway sent at most 1.25 x the image" test "$((sent * 100))" -le "$((size * 125))"
+if built_with_asan "$SHOALD"; then
+	skip "the gateway sent at most 1.25 x the image" "ASan slows the devices into timeouts"
+else
+	check "the gateway sent at most 1.25 x the image" test "$((sent * 100))" -le "$((size * 125))"
+fi
 done_testing

@@ -48,6 +48,19 @@ output_has() {
 	fi
 }
 
+# skip NAME REASON: a TAP skip (counts as passed, says why)
+skip() {
+	TAP_N=$((TAP_N + 1))
+	echo "ok $TAP_N - $1 # SKIP $2"
+}
+
+# True when BINARY was built with AddressSanitizer: its allocator keeps
+# freed memory in quarantine and slows everything, so memory and
+# bandwidth figures mean nothing there (the plain build measures them).
+built_with_asan() {
+	ldd "$1" 2>/dev/null | grep -q libasan
+}
+
 done_testing() {
 	echo "1..$TAP_N"
 	rm -f "$TAP_LOG"
