@@ -76,7 +76,8 @@ struct svc {
 	bool used;
 	AvahiIfIndex iface;
 	AvahiProtocol proto;
-	char name[AVAHI_LABEL_MAX];
+	char name[AVAHI_LABEL_MAX];  /* as announced: what avahi is asked about */
+	char shown[AVAHI_LABEL_MAX]; /* the same, safe for the log */
 	char *domain;
 	AvahiServiceResolver *r;
 	enum svc_state st;
@@ -376,22 +377,34 @@ static AvahiStringList *txt_list(const struct txt_info *t)
 	return l;
 }
 
-/* "NAME (DEVICE-ID)", cut to the 63 bytes of a DNS label at a UTF-8
- * boundary, control characters replaced. */
+/* A copy of in safe for a log line or a D-Bus string: as it is when it is
+ * clean UTF-8 text, else with every control or non-ASCII byte as '?'
+ * (names come from the configuration, or from anyone on the LAN). */
+static void clean_copy(char *out, size_t size, const char *in)
+{
+	size_t n = strnlen(in, size - 1);
+	bool clean = text_is_clean(in, strlen(in));
+
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)in[i];
+
+		out[i] = !clean && (c < 0x20 || c >= 0x7f) ? '?' : (char)c;
+	}
+	/* a cut inside a UTF-8 character drops the rest of it */
+	if (clean && in[n])
+		while (n > 0 && ((unsigned char)in[n] & 0xc0) == 0x80)
+			n--;
+	out[n] = '\0';
+}
+
+/* "NAME (DEVICE-ID)", within the 63 bytes of a DNS label. */
 static void make_name(char out[AVAHI_LABEL_MAX], const char *name, const char *id)
 {
-	char suffix[TXT_ID_LEN + 4];
-	size_t max, n = 0;
+	char suffix[TXT_ID_LEN + 4], head[AVAHI_LABEL_MAX];
 
 	snprintf(suffix, sizeof(suffix), " (%s)", id);
-	max = AVAHI_LABEL_MAX - 1 - strlen(suffix);
-	for (const unsigned char *p = (const unsigned char *)name; *p && n < max; p++)
-		out[n++] = *p < 0x20 || *p == 0x7f ? '?' : (char)*p;
-	while (n > 0 && ((unsigned char)out[n] & 0xc0) == 0x80 && name[n]) /* cut inside a character */
-		n--;
-	if (n == 0)
-		out[n++] = '?';
-	memcpy(out + n, suffix, strlen(suffix) + 1);
+	clean_copy(head, AVAHI_LABEL_MAX - strlen(suffix), name);
+	snprintf(out, AVAHI_LABEL_MAX, "%s%s", head[0] ? head : "shoald", suffix);
 }
 
 /* ---- publishing ---- */
@@ -534,7 +547,7 @@ static void svc_drop(struct discovery *disc, struct svc *s, bool say)
 
 		svc_text(s, where, sizeof(where));
 		if (say)
-			log_info("mdns: %s '%s' at %s went away (an open connection stays)", role_word(&s->txt), s->name,
+			log_info("mdns: %s '%s' at %s went away (an open connection stays)", role_word(&s->txt), s->shown,
 				 where);
 		swarm_remove_candidate(disc->d->swarm, &s->addr);
 	}
@@ -575,7 +588,7 @@ static void resolve(struct discovery *disc, struct svc *s)
 					  AVAHI_PROTO_INET, 0, resolve_cb, s);
 	if (!s->r) {
 		s->retry_ms = uv_now(disc->loop) + RESOLVE_RETRY_MIN_MS;
-		log_debug("mdns: cannot resolve '%s': %s", s->name, avahi_strerror(avahi_client_errno(disc->client)));
+		log_debug("mdns: cannot resolve '%s': %s", s->shown, avahi_strerror(avahi_client_errno(disc->client)));
 	}
 }
 
@@ -590,7 +603,7 @@ static void svc_ignore(struct svc *s, int level, const char *fmt, ...)
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
 	if (s->st != SVC_IGNORED || strcmp(why, s->why))
-		log_msg(level, "mdns: ignoring '%s': %s", s->name, why);
+		log_msg(level, "mdns: ignoring '%s': %s", s->shown, why);
 	snprintf(s->why, sizeof(s->why), "%s", why);
 	s->st = SVC_IGNORED;
 }
@@ -606,11 +619,11 @@ static void svc_add(struct discovery *disc, struct svc *s, bool quiet)
 	switch (k) {
 	case 0:
 		log_info("mdns: discovered %s '%s' at %s (device %s, newest release %" PRIu64 ", load %" PRIu32 ")",
-			 role_word(&s->txt), s->name, where, s->txt.id, s->txt.rel, s->txt.load);
+			 role_word(&s->txt), s->shown, where, s->txt.id, s->txt.rel, s->txt.load);
 		s->added = true;
 		break;
 	case -EEXIST:
-		log_info("mdns: %s '%s' at %s announced again (device %s, already known)", role_word(&s->txt), s->name,
+		log_info("mdns: %s '%s' at %s announced again (device %s, already known)", role_word(&s->txt), s->shown,
 			 where, s->txt.id);
 		s->added = true;
 		break;
@@ -620,10 +633,10 @@ static void svc_add(struct discovery *disc, struct svc *s, bool quiet)
 	case -ENOSPC: /* the tick tries again */
 		if (!quiet)
 			log_warn("mdns: peer table full ([discovery] max_peers = %" PRIu32 "): not dialling '%s' at %s for now",
-				 disc->d->conf.max_peers, s->name, where);
+				 disc->d->conf.max_peers, s->shown, where);
 		break;
 	default:
-		log_warn("mdns: cannot add '%s' at %s: %s", s->name, where, strerror(-k));
+		log_warn("mdns: cannot add '%s' at %s: %s", s->shown, where, strerror(-k));
 		svc_ignore(s, LOG_DEBUG, "the swarm refused it");
 		break;
 	}
@@ -672,7 +685,7 @@ static void on_found(struct discovery *disc, struct svc *s, const AvahiAddress *
 	if (s->added && s->addr.sin_addr.s_addr == addr.sin_addr.s_addr && s->addr.sin_port == addr.sin_port) {
 		/* the same peer with a new TXT record */
 		if (t.rel != s->txt.rel || t.load != s->txt.load)
-			log_debug("mdns: '%s' now announces newest release %" PRIu64 ", load %" PRIu32, s->name, t.rel,
+			log_debug("mdns: '%s' now announces newest release %" PRIu64 ", load %" PRIu32, s->shown, t.rel,
 				  t.load);
 		s->txt = t;
 		return;
@@ -719,7 +732,7 @@ static void resolve_cb(AvahiServiceResolver *r, AvahiIfIndex iface, AvahiProtoco
 		if (wait > RESOLVE_RETRY_MAX_MS)
 			wait = RESOLVE_RETRY_MAX_MS;
 		s->failures++;
-		log_debug("mdns: resolving '%s' failed: %s; again in %" PRIu64 " s", s->name,
+		log_debug("mdns: resolving '%s' failed: %s; again in %" PRIu64 " s", s->shown,
 			  avahi_strerror(avahi_client_errno(disc->client)), wait / 1000);
 		avahi_service_resolver_free(r);
 		s->r = NULL;
@@ -771,11 +784,12 @@ static void browse_cb(AvahiServiceBrowser *b, AvahiIfIndex iface, AvahiProtocol 
 		}
 		*s = (struct svc){ .disc = disc, .used = true, .iface = iface, .proto = proto, .st = SVC_RESOLVING };
 		snprintf(s->name, sizeof(s->name), "%s", name);
+		clean_copy(s->shown, sizeof(s->shown), name);
 		if (!(s->domain = strdup(domain))) {
 			s->used = false;
 			return;
 		}
-		log_debug("mdns: '%s' appeared; resolving it", name);
+		log_debug("mdns: '%s' appeared; resolving it", s->shown);
 		resolve(disc, s);
 		break;
 	case AVAHI_BROWSER_REMOVE:
@@ -922,9 +936,11 @@ static void tick_cb(uv_timer_t *t)
 
 		if (!s->used)
 			continue;
-		if (s->st == SVC_RESOLVING && !s->r && now >= s->retry_ms)
+		/* a peer's resolver that failed is made again too: it follows
+		 * the peer's address and record */
+		if (!s->r && s->st != SVC_IGNORED && now >= s->retry_ms)
 			resolve(disc, s);
-		else if (s->st == SVC_PEER && !s->added)
+		if (s->st == SVC_PEER && !s->added)
 			svc_add(disc, s, true);
 	}
 	refresh_txt(disc);

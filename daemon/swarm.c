@@ -791,6 +791,12 @@ static void manifest_received(struct peer *p)
 	struct held *h;
 	int k;
 
+	if (sw->fetch || held_find(sw, p->mid)) {
+		/* the same manifest came from another peer first: one fetch only */
+		free(p->mbuf);
+		p->mbuf = NULL;
+		return;
+	}
 	crypto_generichash(id, HASH_SIZE, p->mbuf, p->mtotal, NULL, 0);
 	if (memcmp(id, p->mid, HASH_SIZE) != 0) {
 		log_warn("peer %s: manifest %s does not match its id; dropping the peer", p->id, hex16(p->mid, hex));

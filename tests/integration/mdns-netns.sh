@@ -5,11 +5,13 @@
 # bridge, each host with its own dbus-daemon and avahi-daemon; see
 # tests/lib/netns.sh), with no static peer and no gateway address: every
 # device ends with a byte-identical image, and the devices trade with each
-# other. A host of another fleet tag on the same LAN is neither dialled nor
-# served. Then one device's avahi-daemon is killed and started again: the
-# device says so, publishes itself again, and a device started afterwards
-# finds it (and it finds that device). Everything the test made is gone at
-# the end.
+# other (the gateway's uplink is shaped). A device's TXT record follows the
+# newest release it holds. A host of another fleet tag on the same LAN is
+# neither dialled nor served, and a record whose first fleet key is another
+# fleet's is ignored even if a second one names ours. Then one device's
+# avahi-daemon is killed and started again: the device says so, publishes
+# itself again, and a device started afterwards finds it (and it finds that
+# device). All daemons stop cleanly, and nothing the test made is left.
 #
 # Needs root; otherwise prints a TAP skip.
 #
@@ -23,6 +25,7 @@ HERE=$(dirname "$0")
 . "$HERE/../lib/netns.sh"
 if ! why=$(netns_usable); then
 	echo "1..0 # SKIP $why"
+	rm -f "$TAP_LOG"
 	exit 0
 fi
 . "$HERE/../lib/fleet.sh"

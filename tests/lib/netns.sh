@@ -47,6 +47,12 @@
 #   host_unshape I
 #   netns_have_qdisc KIND         whether the kernel has that qdisc (tbf, htb, netem, ...)
 
+# ip, tc and the daemons live in sbin, which a test's PATH may lack
+case ":$PATH:" in
+*:/usr/sbin:*) ;;
+*) PATH=$PATH:/usr/sbin:/sbin ;;
+esac
+
 NETNS_DIR=
 NETNS_NAME=
 NETNS_X=77
