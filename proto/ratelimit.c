@@ -162,20 +162,7 @@ void upslots_deinit(struct upslots *u)
 
 static int grow(void **arr, size_t *cap, size_t need, size_t size)
 {
-	size_t n;
-	void *a;
-
-	if (need <= *cap)
-		return 0;
-	n = *cap ? *cap : 8;
-	while (n < need)
-		n *= 2;
-	a = realloc(*arr, n * size);
-	if (!a)
-		return -ENOMEM;
-	*arr = a;
-	*cap = n;
-	return 0;
+	return array_reserve(arr, cap, need, size, 8);
 }
 
 static int ev_reserve(struct upslots *u, size_t more)

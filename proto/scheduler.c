@@ -402,20 +402,7 @@ static void peer_set_banned(struct sched *s, struct speer *p, bool banned)
 
 static int reserve(void **arr, size_t *cap, size_t need, size_t size)
 {
-	size_t n;
-	void *a;
-
-	if (need <= *cap)
-		return 0;
-	n = *cap ? *cap : 16;
-	while (n < need)
-		n *= 2;
-	a = realloc(*arr, n * size);
-	if (!a)
-		return -ENOMEM;
-	*arr = a;
-	*cap = n;
-	return 0;
+	return array_reserve(arr, cap, need, size, 16);
 }
 
 static int ifl_reserve(struct sched *s, size_t more)

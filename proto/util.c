@@ -123,3 +123,23 @@ bool text_is_clean(const char *s, size_t n)
 	}
 	return true;
 }
+
+int array_reserve(void **arr, size_t *cap, size_t need, size_t size, size_t first)
+{
+	size_t n;
+	void *a;
+
+	if (need <= *cap)
+		return 0;
+	n = *cap ? *cap : first;
+	while (n < need)
+		n *= 2;
+	if (n > SIZE_MAX / size)
+		return -ENOMEM;
+	a = realloc(*arr, n * size);
+	if (!a)
+		return -ENOMEM;
+	*arr = a;
+	*cap = n;
+	return 0;
+}

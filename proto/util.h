@@ -89,6 +89,10 @@ int hex_decode(const char *in, size_t n, uint8_t *out);
  * or 0x7f): safe to show on a terminal and to put into JSON. */
 bool text_is_clean(const char *s, size_t n);
 
+/* Grows *arr (of *cap elements of size bytes) by doubling, from `first`,
+ * until it holds need elements. Returns 0 or -ENOMEM (*arr unchanged). */
+int array_reserve(void **arr, size_t *cap, size_t need, size_t size, size_t first);
+
 /* The checked arithmetic that length fields need. Both return false on overflow. */
 static inline bool add_u64(uint64_t a, uint64_t b, uint64_t *ret)
 {
