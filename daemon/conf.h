@@ -6,18 +6,11 @@
  * names the file, the line and what was wrong. */
 #pragma once
 
-#include "util.h"
-
-#define CONF_MAX_LIST 32
+#include "confparse.h"
 
 enum conf_role {
 	ROLE_DEVICE = 0,
 	ROLE_GATEWAY = 1,
-};
-
-struct conf_list {
-	char *v[CONF_MAX_LIST];
-	size_t n;
 };
 
 struct conf {
@@ -73,9 +66,3 @@ int conf_load(struct conf *c, const char *path, struct perr *err);
 /* Cross-key checks that a single line cannot make (a gateway needs a
  * store, a device a target, and so on). */
 int conf_check(const struct conf *c, struct perr *err);
-
-/* Parses "64K", "10M", "1G" (bytes) and "100ms", "30s", "5m", "2h" (into
- * milliseconds). Exposed for the tests and the CLI. */
-int conf_parse_size(const char *s, uint64_t *ret);
-int conf_parse_duration_ms(const char *s, uint64_t *ret);
-int conf_parse_bool(const char *s, bool *ret);

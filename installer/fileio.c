@@ -90,6 +90,27 @@ static int fsync_parent(const char *path)
 	return fsync(fd) < 0 ? -errno : 0;
 }
 
+int file_replace(const char *tmp, const char *path, struct perr *err)
+{
+	_cleanup_(closep) int fd = open(tmp, O_RDONLY | O_CLOEXEC);
+	int k = 0;
+
+	if (fd < 0)
+		k = -errno;
+	else if (fsync(fd) < 0)
+		k = -errno;
+	if (k == 0 && rename(tmp, path) < 0)
+		k = -errno;
+	if (k < 0) {
+		unlink(tmp);
+		return perr_set(err, k, "%s: replacing it failed: %s", path, strerror(-k));
+	}
+	k = fsync_parent(path);
+	if (k < 0)
+		return perr_set(err, k, "%s: fsync of directory failed: %s", path, strerror(-k));
+	return 0;
+}
+
 int write_file_atomic(const char *path, const void *buf, size_t len, mode_t mode, struct perr *err)
 {
 	char tmp[PATH_MAX];
@@ -103,20 +124,46 @@ int write_file_atomic(const char *path, const void *buf, size_t len, mode_t mode
 	k = pwrite_full(fd, buf, len, 0);
 	if (k == 0 && fchmod(fd, mode) < 0)
 		k = -errno;
-	if (k == 0 && fsync(fd) < 0)
-		k = -errno;
 	if (close(fd) < 0 && k == 0)
-		k = -errno;
-	if (k == 0 && rename(tmp, path) < 0)
 		k = -errno;
 	if (k < 0) {
 		unlink(tmp);
 		return perr_set(err, k, "%s: write failed: %s", path, strerror(-k));
 	}
-	k = fsync_parent(path);
-	if (k < 0)
-		return perr_set(err, k, "%s: fsync of directory failed: %s", path, strerror(-k));
-	return 0;
+	return file_replace(tmp, path, err);
+}
+
+int file_copy(const char *from, const char *to, mode_t mode, struct perr *err)
+{
+	_cleanup_(closep) int in = open(from, O_RDONLY | O_CLOEXEC);
+	_cleanup_(closep) int out = -1;
+	uint8_t buf[16384];
+	off_t off = 0;
+	int k;
+
+	if (in < 0)
+		return perr_set(err, -errno, "%s: %s", from, strerror(errno));
+	out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	if (out < 0)
+		return perr_set(err, -errno, "%s: %s", to, strerror(errno));
+	for (;;) {
+		ssize_t n = read(in, buf, sizeof(buf));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return perr_set(err, -errno, "%s: %s", from, strerror(errno));
+		if (n == 0)
+			return 0;
+		if ((k = pwrite_full(out, buf, (size_t)n, off)) < 0)
+			return perr_set(err, k, "%s: %s", to, strerror(-k));
+		off += n;
+	}
+}
+
+int file_datasync(int fd)
+{
+	return fdatasync(fd) < 0 ? -errno : 0;
 }
 
 int mkdir_p(const char *path, mode_t mode)
