@@ -822,13 +822,22 @@ static void manifest_received(struct peer *p)
 		}
 		goto refuse;
 	}
-	state_floor_get(sw->d->st, "counter", &floor);
 	{
-		struct trust_policy pol = { .product = sw->d->conf.product, .min_counter = floor + 1 };
+		struct trust_policy pol = { .product = sw->d->conf.product };
 
 		if ((k = trust_check_policy(&pol, m, NULL, &err)) < 0)
 			goto refuse;
 	}
+	/* a peer's RELEASES may claim any counter: the signed one decides, and
+	 * it must be above what is installed and what the target holds */
+	if (m->counter <= (floor = best_counter(sw))) {
+		k = perr_set(&err, -EPERM, "release counter %" PRIu64 " is not above %" PRIu64
+			     ", the newest this device holds or installed (rollback refused)", m->counter, floor);
+		goto refuse;
+	}
+	/* the clock may be set back (an RTC that lost power): expiry is
+	 * measured against the latest time seen at an acceptance */
+	state_floor_raise(sw->d->st, "time", now);
 	if (strcmp(m->payload_type, PAYLOAD_AB_IMAGE) != 0) {
 		k = perr_set(&err, -EOPNOTSUPP, "payload type %s needs an update module", m->payload_type);
 		goto refuse;
@@ -881,6 +890,28 @@ static void consider_releases(struct peer *p)
 	m.get_manifest.offset = 0;
 	p->mtotal = p->mgot = 0;
 	send_msg(p, &m);
+}
+
+/* Says once per RELEASES why older releases a peer offers are not taken
+ * (consider_releases() skips them without a word, every tick). */
+static void log_old_offers(struct peer *p)
+{
+	struct swarm *sw = p->sw;
+	uint64_t best, newest = 0;
+	unsigned n = 0;
+
+	if (sw->d->conf.role != ROLE_DEVICE || strcmp(p->product, sw->d->conf.product) != 0)
+		return;
+	best = best_counter(sw);
+	for (uint16_t i = 0; i < p->n_rel; i++)
+		if (p->rel[i].counter <= best && !held_find(sw, p->rel[i].id)) {
+			n++;
+			if (p->rel[i].counter > newest)
+				newest = p->rel[i].counter;
+		}
+	if (n)
+		log_info("peer %s offers %u release(s) up to counter %" PRIu64 ", not above %" PRIu64
+			 " that this device holds or installed: not taken (no rollback)", p->id, n, newest, best);
 }
 
 /* ---- the scheduler, driven ---- */
@@ -1208,6 +1239,7 @@ static int on_frame(void *ud, const uint8_t *plain, size_t n)
 	case MSG_RELEASES:
 		p->n_rel = m.releases.n;
 		memcpy(p->rel, m.releases.v, m.releases.n * sizeof(m.releases.v[0]));
+		log_old_offers(p);
 		consider_releases(p);
 		break;
 	case MSG_GET_MANIFEST: {
@@ -1271,7 +1303,15 @@ static int on_frame(void *ud, const uint8_t *plain, size_t n)
 			keyring_free(kr);
 			break;
 		}
-		if (kr->version < floor || (sw->keyring && kr->version <= sw->keyring->version)) {
+		if (kr->version < floor) {
+			log_warn("peer %s: keyring v%" PRIu64 " refused: below the stored keyring version %" PRIu64
+				 " (rollback refused)", p->id, kr->version, floor);
+			keyring_free(kr);
+			break;
+		}
+		if (sw->keyring && kr->version <= sw->keyring->version) {
+			log_debug("peer %s: keyring v%" PRIu64 " is not newer than ours (v%" PRIu64 ")", p->id, kr->version,
+				  sw->keyring->version);
 			keyring_free(kr);
 			break;
 		}
