@@ -5,6 +5,7 @@
 
 #include <stdio.h>
 
+#include "keyfile.h" /* key_read_public, key_read_secret */
 #include "manifest.h"
 #include "util.h"
 
@@ -32,12 +33,6 @@ void log_info(const char *fmt, ...) _printf_(1, 2);
 int usage_error(const char *verb, const char *fmt, ...) _printf_(2, 3);
 /* Maps a negative errno from a verifier to EXIT_INVALID or EXIT_FAIL. */
 int exit_code_for(int k);
-
-/* Key files: NAME.pub holds "ed25519:<64 hex>[ comment]\n", NAME.key holds
- * "ed25519-secret:<128 hex>\n" (mode 0600). */
-int key_read_public(const char *path, uint8_t pub[PUBKEY_SIZE], struct perr *err);
-/* sk lives in sodium_malloc'ed memory: free with sodium_free. */
-int key_read_secret(const char *path, uint8_t **ret_sk, struct perr *err);
 
 /* Accepts "2027-01-31", "2027-01-31T12:00:00Z", "@1700000000", "+30d",
  * "+12h", "+90m", "+3600s" (relative to now). */

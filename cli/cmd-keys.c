@@ -227,7 +227,7 @@ int cmd_keyring(int argc, char **argv)
 	for (size_t i = 0; i < n_roots; i++) {
 		uint8_t *sk;
 
-		if ((k = key_read_secret(roots[i], &sk, &err)) < 0) {
+		if ((k = key_read_secret(roots[i], 0, &sk, &err)) < 0) {
 			log_error("%s", err.msg);
 			return EXIT_FAIL;
 		}

@@ -566,7 +566,7 @@ static int release_create(int argc, char **argv)
 		jobs = ELEMENTSOF(threads);
 
 	for (size_t i = 0; i < n_keys; i++)
-		if ((k = key_read_secret(keys[i], &sks[i], &err)) < 0) {
+		if ((k = key_read_secret(keys[i], 0, &sks[i], &err)) < 0) {
 			free_keys(sks, n_keys);
 			log_error("%s", err.msg);
 			return EXIT_FAIL;

@@ -76,66 +76,6 @@ int run_verbs(const char *prog, const struct verb *verbs, size_t n, int argc, ch
 	return EXIT_USAGE;
 }
 
-static int read_key_line(const char *path, const char *prefix, size_t nbytes, uint8_t *out, struct perr *err)
-{
-	_cleanup_(freep) uint8_t *buf = NULL;
-	size_t len, plen = strlen(prefix);
-	const char *s;
-	int k;
-
-	if ((k = read_file(path, 4096, &buf, &len, err)) < 0)
-		return k;
-	s = (const char *)buf;
-	if (len < plen + 2 * nbytes || strncmp(s, prefix, plen) != 0 ||
-	    hex_decode(s + plen, nbytes, out) < 0 ||
-	    (s[plen + 2 * nbytes] && !isspace((unsigned char)s[plen + 2 * nbytes]))) {
-		sodium_memzero(buf, len);
-		return perr_set(err, -EINVAL, "%s: not a shoal key file (expected '%s' and %zu hex digits)", path,
-				prefix, 2 * nbytes);
-	}
-	sodium_memzero(buf, len);
-	return 0;
-}
-
-int key_read_public(const char *path, uint8_t pub[PUBKEY_SIZE], struct perr *err)
-{
-	return read_key_line(path, "ed25519:", PUBKEY_SIZE, pub, err);
-}
-
-int key_read_secret(const char *path, uint8_t **ret_sk, struct perr *err)
-{
-	uint8_t *sk = sodium_malloc(SECKEY_SIZE), pk[PUBKEY_SIZE];
-	int k;
-
-	if (!sk)
-		return perr_set(err, -ENOMEM, "out of memory");
-	k = read_key_line(path, "ed25519-secret:", SECKEY_SIZE, sk, err);
-	if (k < 0) {
-		sodium_free(sk);
-		return k;
-	}
-	/* the secret key embeds its public half: a mismatch means a damaged file */
-	crypto_sign_ed25519_sk_to_pk(pk, sk);
-	{
-		uint8_t seed[32], pk2[PUBKEY_SIZE], *sk2 = sodium_malloc(SECKEY_SIZE);
-
-		if (!sk2) {
-			sodium_free(sk);
-			return perr_set(err, -ENOMEM, "out of memory");
-		}
-		crypto_sign_ed25519_sk_to_seed(seed, sk);
-		crypto_sign_seed_keypair(pk2, sk2, seed);
-		sodium_memzero(seed, sizeof(seed));
-		sodium_free(sk2);
-		if (memcmp(pk, pk2, PUBKEY_SIZE) != 0) {
-			sodium_free(sk);
-			return perr_set(err, -EINVAL, "%s: secret key is damaged (its halves do not match)", path);
-		}
-	}
-	*ret_sk = sk;
-	return 0;
-}
-
 uint64_t now_or_source_date(void)
 {
 	const char *e = getenv("SOURCE_DATE_EPOCH");

@@ -8,6 +8,7 @@
 #include "chunk.h"
 #include "daemon.h"
 #include "fileio.h"
+#include "keyfile.h"
 #include "log.h"
 #include "release.h"
 #include "ratelimit.h"
@@ -1779,16 +1780,9 @@ int swarm_new(struct daemon *d, struct swarm **ret, struct perr *err)
 	sw->root_keys = calloc(c->trust.n ? c->trust.n : 1, PUBKEY_SIZE);
 	if (!sw->root_keys)
 		return perr_set(err, -ENOMEM, "out of memory");
-	for (size_t i = 0; i < c->trust.n; i++) {
-		_cleanup_(freep) uint8_t *buf = NULL;
-		size_t len;
-
-		if ((k = read_file(c->trust.v[i], 4096, &buf, &len, err)) < 0)
-			return k;
-		if (len < 8 + 2 * PUBKEY_SIZE || strncmp((char *)buf, "ed25519:", 8) ||
-		    hex_decode((char *)buf + 8, PUBKEY_SIZE, sw->root_keys[i]) < 0)
-			return perr_set(err, -EINVAL, "%s: not a shoal public key", c->trust.v[i]);
-	}
+	for (size_t i = 0; i < c->trust.n; i++)
+		if ((k = key_read_public(c->trust.v[i], sw->root_keys[i], err)) < 0)
+			return perr_prefix(err, k, "[fleet] trust: ");
 	sw->roots = (struct trust_roots){ .keys = (const uint8_t(*)[PUBKEY_SIZE])sw->root_keys, .n = c->trust.n };
 
 	if (state_keyring_get(d->st, &sw->keyring_bytes, &sw->keyring_len) == 0 &&
