@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -22,11 +24,20 @@
 #define TICK_MS 200
 #define SYNC_EVERY_MS 1000
 #define DIAL_RETRY_MS 2000
-#define WRITE_BACKLOG_MAX (8u << 20) /* stop serving a peer that does not read */
+/* Chunks are handed to a peer's socket just in time: a new one only when
+ * less than SERVE_AHEAD bytes wait in our queue and the kernel holds at
+ * most NOTSENT_LOWAT unsent bytes (TCP_NOTSENT_LOWAT). Which chunk to send
+ * is decided as late as possible, with the freshest HAVEs, and a request
+ * never waits seconds behind a full socket buffer. */
+#define SERVE_AHEAD (128u << 10)
+#define NOTSENT_LOWAT (128u << 10)
 #define UPQ_MAX 1024u                /* requests queued per peer */
 /* A chunk that just went out to one peer is served to others only after
  * this long, when anything else is asked for: the first receiver announces
- * it and the others fetch it there (the seed uploads it about once). */
+ * it and the others fetch it there (the seed uploads it about once). A
+ * gateway answers such a request NOT_FOUND ("later"; the device asks a
+ * peer, or the gateway again after a while) while the receiver is
+ * connected. */
 #define RECENT_MS 3000u
 
 /* A release this node can serve: imported (gateway: chunks from a release
@@ -44,6 +55,7 @@ struct held {
 	uint32_t n_have;
 	uint32_t *order;     /* chunk indexes sorted by id */
 	uint64_t *sent_ms;   /* when each chunk last went out (0: never) */
+	uint64_t *sent_to;   /* to whom (peer key) */
 };
 
 struct fetch {
@@ -195,6 +207,7 @@ static void held_free(struct held *h)
 	free(h->have);
 	free(h->order);
 	free(h->sent_ms);
+	free(h->sent_to);
 	free(h);
 }
 
@@ -212,7 +225,8 @@ static struct held *held_new(struct manifest *m, uint8_t *mbytes, size_t mlen)
 	crypto_generichash(h->id, HASH_SIZE, mbytes, mlen, NULL, 0);
 	h->order = malloc(m->n_chunks * sizeof(*h->order));
 	h->sent_ms = calloc(m->n_chunks, sizeof(*h->sent_ms));
-	if (!h->order || !h->sent_ms) {
+	h->sent_to = calloc(m->n_chunks, sizeof(*h->sent_to));
+	if (!h->order || !h->sent_ms || !h->sent_to) {
 		h->m = NULL;
 		h->mbytes = NULL;
 		held_free(h);
@@ -290,10 +304,10 @@ struct wreq {
 static void write_cb(uv_write_t *w, int status)
 {
 	struct wreq *r = container_of(w, struct wreq, w);
-	bool was_full = r->p->backlog > WRITE_BACKLOG_MAX;
+	bool was_full = r->p->backlog >= SERVE_AHEAD;
 
 	r->p->backlog -= r->n;
-	if (was_full && r->p->backlog <= WRITE_BACKLOG_MAX && !r->p->closing && !r->p->sw->stopping)
+	if (was_full && r->p->backlog < SERVE_AHEAD && r->p->upq_n && !r->p->closing && !r->p->sw->stopping)
 		serve_pump(r->p->sw);
 	if (status < 0 && !r->p->closing)
 		peer_close(r->p, uv_strerror(status));
@@ -1099,6 +1113,14 @@ static void queue_requests(struct peer *p, const struct msg_request *r)
 	}
 }
 
+static void upq_del(struct peer *p, size_t i)
+{
+	/* close the gap: later entries move up one */
+	for (size_t j = i; j + 1 < p->upq_n; j++)
+		memcpy(p->upq[(p->upq_head + j) % UPQ_MAX], p->upq[(p->upq_head + j + 1) % UPQ_MAX], HASH_SIZE);
+	p->upq_n--;
+}
+
 static void cancel_request(struct peer *p, const uint8_t id[HASH_SIZE])
 {
 	for (size_t i = 0; i < p->upq_n; i++) {
@@ -1106,10 +1128,7 @@ static void cancel_request(struct peer *p, const uint8_t id[HASH_SIZE])
 
 		if (memcmp(slot, id, HASH_SIZE) != 0)
 			continue;
-		/* close the gap: later entries move up one */
-		for (size_t j = i; j + 1 < p->upq_n; j++)
-			memcpy(p->upq[(p->upq_head + j) % UPQ_MAX], p->upq[(p->upq_head + j + 1) % UPQ_MAX], HASH_SIZE);
-		p->upq_n--;
+		upq_del(p, i);
 		return;
 	}
 }
@@ -1124,30 +1143,66 @@ static void release_slot(struct swarm *sw, struct peer *p)
 
 static void serve_timer_cb(uv_timer_t *t);
 
-/* Moves to the head of p's queue the oldest request for a chunk that did
- * not go out recently (if the head is one, nothing moves), and returns it;
- * NULL when the chunk is not here (any more). When every request is for
- * such a chunk, the oldest is served all the same: waiting for the first
- * receiver to announce it would run into the requester's timeouts. */
+static struct peer *peer_by_key(struct swarm *sw, uint64_t key);
+
+/* Chunk ci of h went to another peer less than RECENT_MS ago, and that
+ * peer is still here to pass it on. */
+static bool sent_elsewhere(struct swarm *sw, const struct held *h, uint32_t ci, const struct peer *p, uint64_t now)
+{
+	struct peer *q;
+
+	if (!h->sent_ms[ci] || now - h->sent_ms[ci] >= RECENT_MS || h->sent_to[ci] == (uint64_t)(uintptr_t)p)
+		return false;
+	q = peer_by_key(sw, h->sent_to[ci]);
+	return q && q->established && !q->closing;
+}
+
+/* Moves to the head of p's queue the request to serve next and returns its
+ * release and index; NULL when the chunk is not here (any more). Leaves
+ * the queue empty when every request was answered "later".
+ *
+ * The oldest request for a chunk that never went out comes first, then the
+ * oldest for one that did not go out recently. A gateway (super-seeding)
+ * answers NOT_FOUND to requests for a chunk it sent another connected
+ * peer moments ago: the requester gets it from that peer, or asks again
+ * later, and the gateway uploads each chunk about once. A device serves
+ * the oldest recent one when nothing else is asked for: waiting for the
+ * first receiver to announce it would run into the requester's timeouts. */
 static struct held *pick_queued(struct swarm *sw, struct peer *p, uint64_t now, uint8_t id[HASH_SIZE], uint32_t *ret)
 {
+	bool gateway = sw->d->conf.role == ROLE_GATEWAY;
+	size_t best = SIZE_MAX, fresh = SIZE_MAX;
 	struct held *h;
+	uint32_t ci;
 
-	for (size_t i = 0; i < p->upq_n; i++) {
+	for (size_t i = 0; i < p->upq_n && fresh == SIZE_MAX;) {
 		uint8_t *slot = p->upq[(p->upq_head + i) % UPQ_MAX];
 
-		h = find_chunk(sw, slot, ret);
-		if (h && h->sent_ms[*ret] && now - h->sent_ms[*ret] < RECENT_MS)
+		h = find_chunk(sw, slot, &ci);
+		if (!h || !h->sent_ms[ci]) {
+			fresh = i;
+		} else if (now - h->sent_ms[ci] >= RECENT_MS) {
+			if (best == SIZE_MAX)
+				best = i;
+		} else if (gateway && sent_elsewhere(sw, h, ci, p, now)) {
+			send_not_found(p, slot);
+			upq_del(p, i);
 			continue;
-		if (i) {
-			uint8_t *head = p->upq[p->upq_head], tmp[HASH_SIZE];
-
-			memcpy(tmp, head, HASH_SIZE);
-			memcpy(head, slot, HASH_SIZE);
-			memcpy(slot, tmp, HASH_SIZE);
 		}
-		memcpy(id, head_of(p), HASH_SIZE);
-		return h;
+		i++;
+	}
+	if (!p->upq_n)
+		return NULL;
+	if (fresh != SIZE_MAX)
+		best = fresh;
+	if (best == SIZE_MAX)
+		best = 0;
+	if (best) {
+		uint8_t *head = p->upq[p->upq_head], *slot = p->upq[(p->upq_head + best) % UPQ_MAX], tmp[HASH_SIZE];
+
+		memcpy(tmp, head, HASH_SIZE);
+		memcpy(head, slot, HASH_SIZE);
+		memcpy(slot, tmp, HASH_SIZE);
 	}
 	memcpy(id, head_of(p), HASH_SIZE);
 	return find_chunk(sw, id, ret);
@@ -1173,10 +1228,14 @@ static void serve_pump(struct swarm *sw)
 			uint32_t ci;
 			uint64_t d;
 
-			if (!p->upq_n || p->closing || !p->established || p->backlog > WRITE_BACKLOG_MAX ||
+			if (!p->upq_n || p->closing || !p->established || p->backlog >= SERVE_AHEAD ||
 			    !upslots_may_send(&sw->slots, (uint64_t)(uintptr_t)p))
 				continue;
 			h = pick_queued(sw, p, now, id, &ci);
+			if (!p->upq_n) { /* every request was answered "later" */
+				release_slot(sw, p);
+				continue;
+			}
 			if (h && tbucket_take_all(b, 2, chunk_of(h, ci)->len, now) < 0) {
 				d = tbucket_delay_all_ms(b, 2, chunk_of(h, ci)->len, now);
 				if (d < next)
@@ -1191,6 +1250,7 @@ static void serve_pump(struct swarm *sw)
 			} else if (held_read(h, ci, &out, &buf, &err) == 0) {
 				fault_corrupt(sw, &out);
 				h->sent_ms[ci] = now;
+				h->sent_to[ci] = (uint64_t)(uintptr_t)p;
 				if (send_msg(p, &out) == 0) {
 					sw->pending_tx += out.chunk.stored_len;
 					upslots_sent(&sw->slots, (uint64_t)(uintptr_t)p, out.chunk.stored_len, now);
@@ -1510,6 +1570,18 @@ static struct peer *peer_new(struct swarm *sw, bool initiator)
 	return p;
 }
 
+/* The kernel keeps at most NOTSENT_LOWAT unsent bytes of the connection:
+ * the rest waits in our queue, where serve_pump() sees it (SERVE_AHEAD). */
+static void limit_unsent(struct peer *p)
+{
+	int v = NOTSENT_LOWAT;
+	uv_os_fd_t fd;
+
+	if (uv_fileno((uv_handle_t *)&p->tcp, &fd) == 0 &&
+	    setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &v, sizeof(v)) < 0)
+		log_debug("connection %s: TCP_NOTSENT_LOWAT: %s", p->addr, strerror(errno));
+}
+
 static void addr_text(uv_tcp_t *t, char *out, size_t size)
 {
 	struct sockaddr_storage ss;
@@ -1544,6 +1616,7 @@ void swarm_accept(struct swarm *sw, uv_stream_t *server)
 		return;
 	}
 	addr_text(&p->tcp, p->addr, sizeof(p->addr));
+	limit_unsent(p);
 	if (sw->stopping || n >= sw->d->conf.max_connections) {
 		peer_close(p, "too many connections");
 		return;
@@ -1563,6 +1636,7 @@ static void connect_cb(uv_connect_t *c, int status)
 		return;
 	}
 	addr_text(&p->tcp, p->addr, sizeof(p->addr));
+	limit_unsent(p);
 	uv_read_start((uv_stream_t *)&p->tcp, alloc_cb, read_cb);
 	if (session_start(p->s) < 0)
 		peer_close(p, "handshake could not start");
@@ -1581,6 +1655,24 @@ static void dial(struct swarm *sw, struct dialer *dl)
 		peer_close(p, "connect failed");
 }
 
+/* A connection to the node a dialer names, whichever side dialled: both
+ * ends of a pair may dial each other, one connection survives, and the
+ * other dialer must not redial it every DIAL_RETRY_MS. */
+static bool dialer_connected(struct swarm *sw, const struct dialer *dl)
+{
+	char ip[INET_ADDRSTRLEN];
+	size_t n;
+
+	if (uv_ip4_name(&dl->addr, ip, sizeof(ip)) < 0)
+		return false;
+	n = strlen(ip);
+	for (struct peer *p = sw->peers; p; p = p->next)
+		if (p->established && !p->closing && p->port == ntohs(dl->addr.sin_port) &&
+		    !strncmp(p->addr, ip, n) && p->addr[n] == ':')
+			return true;
+	return false;
+}
+
 static void tick_cb(uv_timer_t *t)
 {
 	struct swarm *sw = t->data;
@@ -1593,6 +1685,8 @@ static void tick_cb(uv_timer_t *t)
 			continue;
 		if (!dl->p && now >= dl->next_try_ms) {
 			dl->next_try_ms = now + DIAL_RETRY_MS;
+			if (dialer_connected(sw, dl))
+				continue;
 			dial(sw, dl);
 		}
 	}

@@ -80,6 +80,7 @@ struct sched {
 	uint64_t *want;    /* n_levels * uw */
 	uint64_t *holders; /* n_units * hw */
 	uint64_t *counts;  /* hw: peers whose holdings count as availability */
+	uint64_t *later;   /* by rank: seeds are not asked before then (NULL until a seed says NOT_FOUND) */
 	struct hb_layout hl;
 
 	struct speer *peers;
@@ -97,7 +98,7 @@ struct sched {
 	uint32_t n_held, n_wanted;
 	uint32_t n_reqs;
 	uint64_t bytes_total, bytes_held, bytes_peers, bytes_seeds, bytes_wasted;
-	uint64_t requests, duplicates, timeouts, bad_chunks, not_found, seed_yields;
+	uint64_t requests, duplicates, timeouts, bad_chunks, not_found, seed_yields, seed_laters;
 	uint64_t work;
 	uint64_t now;
 };
@@ -714,6 +715,7 @@ void sched_params_default(struct sched_params *ret)
 		.seed_policy = SCHED_SEED_OFFLOAD,
 		.seed_assist = 1,
 		.seed_assist_wait_ms = 2000,
+		.seed_later_ms = 1000,
 	};
 }
 
@@ -802,6 +804,7 @@ void sched_free(struct sched *s)
 	free(s->want);
 	free(s->holders);
 	free(s->counts);
+	free(s->later);
 	free(s->ifl);
 	free(s->bans);
 	free(s->ev);
@@ -1098,6 +1101,12 @@ static void pick_issue(struct sched *s, struct speer *p, struct pick *k, uint32_
 	k->out[k->n++] = s->idx_of[r];
 }
 
+/* A seed said "later" for r, and later has not come yet. */
+static bool seed_deferred(const struct sched *s, const struct speer *p, uint32_t r, uint64_t now)
+{
+	return s->later && seed_mode(s, p) && s->later[r] > now;
+}
+
 /* Takes p's candidates at rarity level lv, in rank order. */
 static void pick_level(struct sched *s, struct speer *p, uint32_t lv, struct pick *k)
 {
@@ -1111,6 +1120,8 @@ static void pick_level(struct sched *s, struct speer *p, uint32_t lv, struct pic
 			if (!pick_more(s, p, k))
 				return;
 			s->work++;
+			if (seed_deferred(s, p, r, k->now))
+				continue;
 			if (k->assist) {
 				k->budget--;
 				if (!all_holders_saturated(s, r, k->now))
@@ -1140,7 +1151,8 @@ static void pick_endgame(struct sched *s, struct speer *p, struct pick *k)
 			if (!pick_more(s, p, k))
 				return;
 			s->work++;
-			if (e->n != copies || !bit_get(p->has, e->r) || ifl_has_peer(e, slot))
+			if (e->n != copies || !bit_get(p->has, e->r) || ifl_has_peer(e, slot) ||
+			    seed_deferred(s, p, e->r, k->now))
 				continue;
 			if (seed_mode(s, p) && s->avail[e->r] > 0) {
 				if (s->p.seed_policy != SCHED_SEED_OFFLOAD || p->n_req >= s->p.seed_assist ||
@@ -1281,9 +1293,16 @@ int sched_on_not_found(struct sched *s, uint32_t peer, uint32_t idx, uint64_t no
 	now_seen(s, now_ms);
 	r = s->rank_of[idx];
 	p->last_answer_ms = now_ms;
-	p->not_found++;
-	s->not_found++;
-	holder_del(s, p, r);
+	if (seed_mode(s, p)) {
+		if (!s->later && !(s->later = calloc(s->n_units ? s->n_units : 1, sizeof(*s->later))))
+			return -ENOMEM;
+		s->later[r] = now_ms + s->p.seed_later_ms;
+		s->seed_laters++;
+	} else {
+		p->not_found++;
+		s->not_found++;
+		holder_del(s, p, r);
+	}
 	i = req_find(s, p, r);
 	if (i >= 0)
 		req_drop(s, p, (uint32_t)i, false);
@@ -1393,6 +1412,7 @@ void sched_get_stats(const struct sched *s, struct sched_stats *ret)
 		.bad_chunks = s->bad_chunks,
 		.not_found = s->not_found,
 		.seed_yields = s->seed_yields,
+		.seed_laters = s->seed_laters,
 		.endgame = endgame(s),
 		.work = s->work,
 	};

@@ -54,6 +54,11 @@
  *    that asked the seed for the same rare chunk at about the same time do
  *    not all get it from there. SCHED_SEED_STRICT is (a) and the
  *    withdrawal; SCHED_SEED_PEER treats seeds as ordinary peers.
+ *  - Seed "later". A seed that super-seeds answers NOT_FOUND for a unit it
+ *    has just sent to another peer: that peer will announce it. Unlike a
+ *    peer's NOT_FOUND this does not mean the seed lacks it: the request
+ *    returns to the pool, and that seed is not asked for the unit again for
+ *    seed_later_ms (whoever announces it meanwhile is asked instead).
  *  - Endgame. When no missing unit is left to ask for (all are in flight) and
  *    at most endgame_threshold units are missing, a peer with room may be
  *    asked for units already in flight elsewhere, up to endgame_copies
@@ -114,6 +119,7 @@ struct sched_params {
 	enum sched_seed_policy seed_policy; /* SCHED_SEED_OFFLOAD */
 	uint32_t seed_assist;         /* 1: requests to an idle seed for saturated units (0: never) */
 	uint32_t seed_assist_wait_ms; /* 2000 */
+	uint32_t seed_later_ms;       /* 1000: a seed's NOT_FOUND means "not from me for this long" */
 };
 
 /* The defaults above. */
@@ -188,7 +194,9 @@ int sched_pick(struct sched *s, uint32_t peer, uint64_t now_ms, uint32_t *out, s
 int sched_on_chunk(struct sched *s, uint32_t peer, uint32_t idx, bool valid, uint64_t now_ms);
 
 /* A NOT_FOUND: the peer does not hold idx after all. Its bit is cleared and
- * a request to it for idx returns to the pool. 0, -EINVAL, -ENOENT. */
+ * a request to it for idx returns to the pool. From a seed (not with
+ * SCHED_SEED_PEER) it means "later": the bit stays, and seeds are not asked
+ * for idx until now_ms + seed_later_ms. 0, -EINVAL, -ENOENT, -ENOMEM. */
 int sched_on_not_found(struct sched *s, uint32_t peer, uint32_t idx, uint64_t now_ms);
 
 /* Time passes: requests past their timeout return to the pool (CANCEL
@@ -241,6 +249,7 @@ struct sched_stats {
 	uint64_t bad_chunks;
 	uint64_t not_found;
 	uint64_t seed_yields;        /* seed requests withdrawn because a peer announced the chunk */
+	uint64_t seed_laters;        /* NOT_FOUNDs from seeds: "get it from a peer" */
 	bool endgame;
 	uint64_t work;               /* inner-loop steps so far, to watch the cost */
 };

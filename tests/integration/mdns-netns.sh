@@ -23,11 +23,7 @@ GEN=$3
 HERE=$(dirname "$0")
 . "$HERE/../lib/tap.sh"
 . "$HERE/../lib/netns.sh"
-if ! why=$(netns_usable); then
-	echo "1..0 # SKIP $why"
-	rm -f "$TAP_LOG"
-	exit 0
-fi
+netns_tap_skip_unless_usable
 . "$HERE/../lib/fleet.sh"
 fleet_setup
 trap 'lan_down; fleet_cleanup' EXIT
@@ -42,19 +38,6 @@ mdns_conf() { # NAME ROLE TAG EXTRA...: no static peer, no gateway address
 		printf '[discovery]\nmdns = yes\n'
 		for line in "$@"; do printf '%s\n' "$line"; done
 	} >"$name.conf"
-}
-declare -A PID_OF
-start_in() { # HOST NAME: starts shoald there; waits for its control socket, or its end
-	local n=50 st
-	host_spawn "$1" "$T/$2.log" "$SHOALD" -c "$T/$2.conf" || return 1
-	PID_OF[$2]=$NETNS_PID
-	while [ $((n -= 1)) -gt 0 ]; do
-		test -S "$T/$2.sock" && return 0
-		read -r _ _ st _ 2>/dev/null <"/proc/$NETNS_PID/stat" || return 1
-		[ "$st" != Z ] || return 1
-		sleep 0.2
-	done
-	return 1
 }
 restart_avahi_of_dev1() { host_avahi_start 2 && host_avahi_wait 2; }
 logs_have() { grep -q -- "$2" "$T/$1.log"; }

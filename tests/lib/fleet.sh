@@ -4,7 +4,7 @@
 # waits on events. Expects $SHOAL and $SHOALD; sourced after tap.sh.
 
 fleet_setup() {
-	T=$(mktemp -d /tmp/shoal-fleet.XXXXXX)
+	T=$(mktemp -d "${TMPDIR:-/tmp}/shoal-fleet.XXXXXX")
 	PIDS=()
 	trap fleet_cleanup EXIT
 	cd "$T" || exit 1
@@ -48,13 +48,16 @@ status() { # NAME [--json]
 }
 is_complete() { status "$1" | grep -q '"state": "complete"'; }
 
-conf() { # NAME ROLE PORT FLEETKEY EXTRA...
+# conf NAME ROLE PORT FLEETKEY EXTRA...: writes NAME.conf. FLEET_LISTEN
+# (default 127.0.0.1), FLEET_LOG (debug) and FLEET_MDNS (no) change those keys.
+conf() {
 	local name=$1 role=$2 port=$3 key=$4; shift 4
 	{
-		printf '[daemon]\nrole = %s\nname = %s\nstate_dir = %s/%s\nlisten_address = 127.0.0.1\n' "$role" "$name" "$T" "$name"
-		printf 'listen_port = %s\ncontrol_socket = %s/%s.sock\nlog_level = debug\n' "$port" "$T" "$name"
+		printf '[daemon]\nrole = %s\nname = %s\nstate_dir = %s/%s\nlisten_address = %s\n' "$role" "$name" "$T" "$name" \
+			"${FLEET_LISTEN:-127.0.0.1}"
+		printf 'listen_port = %s\ncontrol_socket = %s/%s.sock\nlog_level = %s\n' "$port" "$T" "$name" "${FLEET_LOG:-debug}"
 		printf '[fleet]\nproduct = demo\nsecret_file = %s/%s\ntrust = %s/root.pub\n' "$T" "$key" "$T"
-		printf '[discovery]\nmdns = no\n'
+		printf '[discovery]\nmdns = %s\n' "${FLEET_MDNS:-no}"
 		for line in "$@"; do printf '%s\n' "$line"; done
 	} >"$name.conf"
 }
@@ -65,3 +68,19 @@ start() { # NAME [ENV=VALUE...]
 	wait_for 10 test -S "$T/$name.sock"
 }
 
+# start_in HOST NAME: starts shoald with NAME.conf in a host of the
+# namespace LAN (tests/lib/netns.sh) and waits for its control socket, or
+# its end; its pid goes to PID_OF[NAME].
+declare -A PID_OF
+start_in() {
+	local n=50 st
+	host_spawn "$1" "$T/$2.log" "$SHOALD" -c "$T/$2.conf" || return 1
+	PID_OF[$2]=$NETNS_PID
+	while [ $((n -= 1)) -gt 0 ]; do
+		test -S "$T/$2.sock" && return 0
+		read -r _ _ st _ 2>/dev/null <"/proc/$NETNS_PID/stat" || return 1
+		[ "$st" != Z ] || return 1
+		sleep 0.2
+	done
+	return 1
+}

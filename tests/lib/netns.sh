@@ -37,7 +37,9 @@
 #
 # Functions:
 #   netns_usable                  returns 1 (and says why) when this cannot run here
+#   netns_tap_skip_unless_usable [QDISC...]   a TAP test's skip (and exit) when it cannot
 #   lan_up NAME N [X]             N hosts on 10.X.0.0/24 (X default 77), dbus + avahi each
+#                                 (none with NETNS_DAEMONS=0: a LAN without mDNS)
 #   lan_down                      ends everything by pid; idempotent (trap it)
 #   host_exec I CMD...            runs CMD in host I and waits for it
 #   host_spawn I LOG CMD...       starts CMD in host I in the background; pid in NETNS_PID
@@ -45,6 +47,7 @@
 #   host_avahi_stop I / host_avahi_start I   kill (by pid) / start host I's avahi-daemon
 #   host_shape I UP DOWN          tbf rates (tc units: 10mbit, 512kbit) on host I's link
 #   host_unshape I
+#   host_tx_bytes I               bytes host I's eth0 has sent (frames, headers included)
 #   netns_have_qdisc KIND         whether the kernel has that qdisc (tbf, htb, netem, ...)
 
 # ip, tc and the daemons live in sbin, which a test's PATH may lack
@@ -94,6 +97,18 @@ netns_usable() {
 		return 1
 	fi
 	return 0
+}
+
+netns_tap_skip_unless_usable() { # QDISC...: those the test needs too
+	local why q
+	why=$(netns_usable)
+	for q in "$@"; do
+		[ -n "$why" ] || netns_have_qdisc "$q" || why="this kernel has no $q qdisc"
+	done
+	[ -n "$why" ] || return 0
+	echo "1..0 # SKIP $why"
+	rm -f "$TAP_LOG"
+	exit 0
 }
 
 # _netns_isolated PID NS...: PID is alive and in other namespaces than ours.
@@ -284,6 +299,7 @@ lan_up() {
 		_netns_avahi_conf "$i" >"$NETNS_DIR/h$i/avahi-daemon.conf"
 	done
 
+	[ "${NETNS_DAEMONS:-1}" != 0 ] || return 0
 	# start the daemons of all hosts, then wait for them: in parallel
 	for ((i = 1; i <= n; i++)); do
 		host_spawn "$i" "$NETNS_DIR/h$i/dbus.log" dbus-daemon --system --nofork --nopidfile --nosyslog || return 1
@@ -400,4 +416,11 @@ host_unshape() {
 	host_exec "$i" tc qdisc del dev eth0 root 2>/dev/null
 	_netns_enter_br tc qdisc del dev "vh$i" root 2>/dev/null
 	return 0
+}
+
+# /proc/net/dev is the reader's network namespace (sysfs would show the
+# machine's): the 9th number after "eth0:" is the bytes sent. Printed as a
+# string, never through awk's %d (mawk wraps at 2^31).
+host_tx_bytes() {
+	host_exec "$1" cat /proc/net/dev | awk '$1 == "eth0:" { print $10 }'
 }

@@ -549,6 +549,68 @@ static bool in(const uint32_t *v, size_t n, uint32_t x)
 	return false;
 }
 
+/* Super-seeding: a seed's NOT_FOUND means "a peer will have it", not "I
+ * lack it". The unit returns to the pool, the seed is not asked for it
+ * again until seed_later_ms have passed, a peer that announces it meanwhile
+ * is asked instead, and after that the seed is asked again. A peer's
+ * NOT_FOUND still means it lacks the chunk. */
+static void test_seed_later(void **state)
+{
+	struct sched_params p = params();
+	uint32_t lens[4], out[PICK_MAX], a, seed;
+	struct sched_stats st;
+	struct sched *s;
+	size_t n;
+
+	(void)state;
+	for (int i = 0; i < 4; i++)
+		lens[i] = 64 * KIB;
+	p.depth_initial = p.depth_max = 16;
+	p.seed_policy = SCHED_SEED_STRICT;
+	p.seed_later_ms = 1000;
+	assert_int_equal(sched_new(&p, 4, lens, NULL, 9, &s, NULL), 0);
+	assert_int_equal(sched_peer_add(s, 1, false, &a), 0);
+	assert_int_equal(sched_peer_add(s, 2, true, &seed), 0);
+	assert_int_equal(sched_peer_bitfield(s, seed, (const uint8_t[]){ 0x0f }, 4), 0);
+	assert_int_equal(sched_pick(s, seed, 0, out, PICK_MAX, &n), 0);
+	assert_int_equal(n, 4);
+
+	/* "later" for 2 and 3: not asked of the seed again before t = 1100 */
+	assert_int_equal(sched_on_not_found(s, seed, 2, 100), 0);
+	assert_int_equal(sched_on_not_found(s, seed, 3, 100), 0);
+	sched_get_stats(s, &st);
+	assert_int_equal(st.seed_laters, 2);
+	assert_int_equal(st.not_found, 0);
+	assert_int_equal(st.chunks_wanted, 2);
+	assert_int_equal(sched_pick(s, seed, 500, out, PICK_MAX, &n), 0);
+	assert_int_equal(n, 0);
+
+	/* the peer that got 2 from the seed announces it: asked at once */
+	assert_int_equal(sched_peer_has(s, a, 2), 1);
+	assert_int_equal(sched_pick(s, a, 600, out, PICK_MAX, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(out[0], 2);
+
+	/* nobody announced 3: the seed is asked again once later has come */
+	assert_int_equal(sched_pick(s, seed, 1099, out, PICK_MAX, &n), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(sched_pick(s, seed, 1100, out, PICK_MAX, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(out[0], 3);
+
+	/* a peer's NOT_FOUND: it lacks the chunk, the seed may have it now */
+	assert_int_equal(sched_on_not_found(s, a, 2, 1200), 0);
+	sched_get_stats(s, &st);
+	assert_int_equal(st.not_found, 1);
+	assert_int_equal(sched_pick(s, seed, 1200, out, PICK_MAX, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(out[0], 2);
+	for (uint32_t i = 0; i < 4; i++)
+		assert_true(sched_on_chunk(s, seed, i, true, 1300) >= 0);
+	assert_true(sched_done(s));
+	sched_free(s);
+}
+
 /* The policy itself: a seed gets only what no usable non-seed holds; a
  * chunk becomes the seed's when its last usable holder leaves, is banned or
  * says NOT_FOUND. With SCHED_SEED_PEER the seed is just a peer. */
@@ -1580,6 +1642,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_seed_not_asked_when_swarm_has_all),
 		cmocka_unit_test(test_seed_serves_lone_downloader),
 		cmocka_unit_test(test_seed_offload_policy),
+		cmocka_unit_test(test_seed_later),
 		cmocka_unit_test(test_seed_yield),
 		cmocka_unit_test(test_seed_assist),
 		cmocka_unit_test(test_seed_assist_snubbed),
