@@ -15,6 +15,9 @@ enum {
 	EXIT_FAIL = 1,     /* an operation failed: I/O, missing file, ... */
 	EXIT_USAGE = 2,    /* bad command line */
 	EXIT_INVALID = 3,  /* verification failed: signature, trust, corrupt or malformed data */
+	EXIT_REFUSED = 4,  /* install: the release is not for this device (product, older than the
+			    * installed one, refused after a rollback, does not fit the slot) */
+	EXIT_ROLLED_BACK = 5, /* boot-check, mark-bad, rollback: the device went back to the other slot */
 };
 
 struct verb {
@@ -68,3 +71,16 @@ int cmd_bundle(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_peers(int argc, char **argv);
 int cmd_releases(int argc, char **argv);
+int cmd_install(int argc, char **argv);
+int cmd_boot_check(int argc, char **argv);
+int cmd_mark_good(int argc, char **argv);
+int cmd_mark_bad(int argc, char **argv);
+int cmd_rollback(int argc, char **argv);
+int cmd_boot_sim(int argc, char **argv);
+
+/* The system half of `shoal status` (system.conf, state, bootloader), as
+ * JSON (caller decrefs). quiet: NULL without a word when there is no
+ * system config; otherwise NULL after saying why. */
+struct json_t;
+struct json_t *install_status_json(const char *conf, bool quiet);
+void install_status_print(struct json_t *s);

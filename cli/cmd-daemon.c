@@ -19,8 +19,9 @@ static const char *socket_path(const char *opt)
 	return opt ? opt : e && *e ? e : DEFAULT_SOCKET;
 }
 
-/* Sends {"cmd": cmd} and returns the reply object, or NULL after saying why. */
-static json_t *control_call(const char *path, const char *cmd)
+/* Sends {"cmd": cmd} and returns the reply object, or NULL after saying
+ * why (quiet: not a word when no shoald listens). */
+static json_t *control_call(const char *path, const char *cmd, bool quiet)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	char req[128], *buf = NULL;
@@ -36,7 +37,8 @@ static json_t *control_call(const char *path, const char *cmd)
 	strcpy(sa.sun_path, path);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		log_error("cannot reach shoald at %s: %s (is it running? --socket or SHOAL_CONTROL_SOCKET "
+		if (!quiet)
+			log_error("cannot reach shoald at %s: %s (is it running? --socket or SHOAL_CONTROL_SOCKET "
 			  "names another socket)", path, strerror(errno));
 		if (fd >= 0)
 			close(fd);
@@ -128,31 +130,50 @@ static int client_verb(const char *verb, int argc, char **argv)
 	static const struct option opts[] = {
 		{ "json", no_argument, NULL, 'j' },
 		{ "socket", required_argument, NULL, 's' },
+		{ "system-conf", required_argument, NULL, 'C' },
 		{ "help", no_argument, NULL, 'h' },
 		{}
 	};
-	const char *sock = NULL;
-	bool json = false;
-	json_t *reply;
+	const char *sock = NULL, *sysconf = NULL;
+	bool json = false, is_status = !strcmp(verb, "status");
+	json_t *reply, *sys = NULL;
 	int c;
 
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) >= 0) {
 		switch (c) {
 		case 'j': json = true; break;
 		case 's': sock = optarg; break;
+		case 'C': sysconf = optarg; break;
 		case 'h':
 			printf("Usage: shoal %s [--json] [--socket PATH]\n\n"
 			       "Asks the running shoald (control socket %s, or $SHOAL_CONTROL_SOCKET)\n"
 			       "and prints its answer; --json prints it as JSON.\n", verb, DEFAULT_SOCKET);
+			if (is_status)
+				printf("\nstatus also shows the slots, the booted slot, the bootloader's trial state\n"
+				       "and the installed release from the system config (--system-conf FILE,\n"
+				       "$SHOAL_SYSTEM_CONF or /etc/shoal/system.conf); it needs no shoald for that.\n");
 			return EXIT_OK;
 		default: return usage_error(verb, "invalid option");
 		}
 	}
 	if (optind < argc)
 		return usage_error(verb, "unexpected argument '%s'", argv[optind]);
-	reply = control_call(socket_path(sock), verb);
-	if (!reply)
+	if (is_status)
+		sys = install_status_json(sysconf, !sysconf && !getenv("SHOAL_SYSTEM_CONF"));
+	reply = control_call(socket_path(sock), verb, sys != NULL);
+	if (!reply && !sys)
 		return EXIT_FAIL;
+	if (sys) {
+		if (!reply)
+			reply = json_object();
+		if (!json)
+			install_status_print(sys);
+		json_object_set_new(reply, "system", sys);
+		if (!json && json_object_size(reply) == 1) {
+			json_decref(reply);
+			return EXIT_OK;
+		}
+	}
 	if (json) {
 		json_object_del(reply, "ok");
 		json_dumpf(reply, stdout, JSON_INDENT(2));

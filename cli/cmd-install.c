@@ -1,0 +1,438 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* shoal install | boot-check | mark-good | mark-bad | rollback | boot-sim,
+ * and the system half of shoal status: the installer library used
+ * directly, with the system config, the state database and the bootloader
+ * environment, so that they work with no shoald running. */
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "install.h"
+
+struct ui {
+	struct progress prog;
+	enum install_phase phase;
+	bool json;
+};
+
+static void ui_progress(void *ud, enum install_phase phase, uint64_t done, uint64_t total)
+{
+	struct ui *u = ud;
+
+	if (u->phase != phase) {
+		if (u->phase != PHASE_NONE)
+			progress_end(&u->prog);
+		u->phase = phase;
+		progress_start(&u->prog, phase == PHASE_WRITE ? "writing" : "verifying", total);
+	}
+	progress_update(&u->prog, done);
+}
+
+static void ui_done(struct ui *u)
+{
+	if (u->phase != PHASE_NONE) {
+		progress_end(&u->prog);
+		u->phase = PHASE_NONE;
+	}
+}
+
+static void ui_log(void *ud, int level, const char *msg)
+{
+	ui_done(ud);
+	if (level <= LOG_WARNING)
+		log_error("%s", msg);
+	else
+		log_info("%s", msg);
+}
+
+static int open_installer(const char *conf, struct ui *u, const char *const *trust, size_t n_trust,
+			  struct sysconf **ret_sc, struct installer **ret, struct perr *err)
+{
+	struct installer_opts o = { .progress = ui_progress, .log = ui_log, .ud = u, .extra_trust = trust,
+				    .n_extra_trust = n_trust };
+	int k;
+
+	if ((k = sysconf_load(sysconf_path(conf), ret_sc, err)) < 0)
+		return k;
+	if ((k = installer_open(*ret_sc, &o, ret, err)) < 0) {
+		sysconf_free(*ret_sc);
+		*ret_sc = NULL;
+	}
+	return k;
+}
+
+/* Exit codes beyond 0..3, documented in `shoal --help`. */
+static int install_exit_code(int k)
+{
+	switch (-k) {
+	case EPERM:
+	case EFBIG:
+		return EXIT_REFUSED;
+	default:
+		return exit_code_for(k);
+	}
+}
+
+static int parse_reboot(const char *s, int *ret)
+{
+	if (!strcmp(s, "now"))
+		*ret = REBOOT_NOW;
+	else if (!strcmp(s, "none"))
+		*ret = REBOOT_NONE;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+static void print_json(json_t *o)
+{
+	json_dumpf(o, stdout, JSON_INDENT(2));
+	fputc('\n', stdout);
+	json_decref(o);
+}
+
+static const char *hex_id(const uint8_t id[HASH_SIZE], char buf[2 * HASH_SIZE + 1])
+{
+	return hex_encode(id, HASH_SIZE, buf);
+}
+
+/* ---- options shared by the verbs ---- */
+
+struct opts {
+	const char *conf;
+	bool json;
+	int reboot;
+	const char *trust[SIGSET_MAX];
+	size_t n_trust;
+};
+
+enum { O_CONF = 0x100, O_JSON, O_REBOOT, O_TRUST, O_HELP };
+
+static int parse_opts(const char *verb, int argc, char **argv, bool with_reboot, bool with_trust, const char *usage,
+		      struct opts *o)
+{
+	static const struct option all[] = {
+		{ "system-conf", required_argument, NULL, O_CONF },
+		{ "json", no_argument, NULL, O_JSON },
+		{ "reboot", required_argument, NULL, O_REBOOT },
+		{ "trust", required_argument, NULL, O_TRUST },
+		{ "help", no_argument, NULL, O_HELP },
+		{}
+	};
+	int c;
+
+	*o = (struct opts){ .reboot = -1 };
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", all, NULL)) >= 0) {
+		switch (c) {
+		case O_CONF: o->conf = optarg; break;
+		case O_JSON: o->json = true; break;
+		case O_REBOOT:
+			if (!with_reboot || parse_reboot(optarg, &o->reboot) < 0)
+				return usage_error(verb, "--reboot is now or none");
+			break;
+		case O_TRUST:
+			if (!with_trust || o->n_trust >= ELEMENTSOF(o->trust))
+				return usage_error(verb, "--trust is for install, at most %zu", ELEMENTSOF(o->trust));
+			o->trust[o->n_trust++] = optarg;
+			break;
+		case 'h':
+		case O_HELP:
+			printf("%s", usage);
+			return -1;
+		default: return usage_error(verb, "invalid option");
+		}
+	}
+	return 0;
+}
+
+#define COMMON_HELP \
+	"  --system-conf FILE  the system config (default $" SYSCONF_ENV " or " SYSCONF_DEFAULT ")\n" \
+	"  --json              print the result as JSON\n"
+#define REBOOT_HELP "  --reboot now|none   reboot when done, or leave it to the operator ([system] reboot)\n"
+
+/* ---- install ---- */
+
+int cmd_install(int argc, char **argv)
+{
+	static const char usage[] =
+		"Usage: shoal install [OPTIONS] BUNDLE-OR-RELEASE-DIR\n\n"
+		"Installs a release into the inactive slot and boots it on trial: verify the\n"
+		"manifest (signatures, product, counter floor, refused releases, slot size),\n"
+		"pre-install hooks, write the slot (chunks the active slot holds are copied\n"
+		"from it first), check the whole slot against the manifest, post-install hooks,\n"
+		"set the trial in the bootloader, reboot. After the reboot 'shoal boot-check'\n"
+		"runs the health checks and commits or rolls back. Works with no shoald.\n\n" COMMON_HELP REBOOT_HELP
+		"  --trust ROOT.pub    a trusted root key besides [system] trust (repeatable)\n";
+	_cleanup_(sysconf_freep) struct sysconf *sc = NULL;
+	_cleanup_(installer_freep) struct installer *in = NULL;
+	struct ui u = { 0 };
+	struct install_result res;
+	struct perr err = { "" };
+	struct opts o;
+	char a[32], b[32], c[32], hex[2 * HASH_SIZE + 1];
+	int k;
+
+	if ((k = parse_opts("install", argc, argv, true, true, usage, &o)) != 0)
+		return k < 0 ? EXIT_OK : k;
+	if (optind + 1 != argc)
+		return usage_error("install", "expects one bundle or release directory");
+	u.json = o.json;
+	if ((k = open_installer(o.conf, &u, o.trust, o.n_trust, &sc, &in, &err)) < 0) {
+		log_error("%s", err.msg);
+		return exit_code_for(k);
+	}
+	k = installer_install(in, argv[optind], o.reboot, &res, &err);
+	ui_done(&u);
+	if (o.json) {
+		json_t *j = json_pack("{s:b, s:s, s:s, s:I, s:s, s:s, s:I, s:I, s:I, s:I, s:b}", "ok", k == 0, "release",
+				      hex_id(res.release, hex), "version", res.version, "counter", (json_int_t)res.counter,
+				      "slot", res.slot >= 0 ? sc->slots[res.slot].bootname : "", "phase",
+				      install_phase_name(res.phase), "image_size", (json_int_t)res.image_size,
+				      "bytes_reused", (json_int_t)res.bytes_reused, "bytes_in_slot",
+				      (json_int_t)res.bytes_in_slot, "bytes_read", (json_int_t)res.bytes_read, "rebooting",
+				      res.rebooting);
+
+		if (k < 0)
+			json_object_set_new(j, "error", json_string(err.msg));
+		print_json(j);
+	}
+	if (k < 0) {
+		log_error("install failed in phase %s: %s", install_phase_name(res.phase), err.msg);
+		return install_exit_code(k);
+	}
+	if (!o.json) {
+		printf("installed %s (counter %" PRIu64 ") into slot %s: %s image, %s reused from the active slot, "
+		       "%s read from %s\n", res.version, res.counter, sc->slots[res.slot].bootname,
+		       size_format(res.image_size, a, sizeof(a)), size_format(res.bytes_reused, b, sizeof(b)),
+		       size_format(res.bytes_read, c, sizeof(c)), argv[optind]);
+		if (res.bytes_in_slot)
+			printf("resumed: %s were already written\n", size_format(res.bytes_in_slot, a, sizeof(a)));
+		printf(res.rebooting ? "rebooting into slot %s on trial\n"
+				     : "slot %s boots on trial at the next reboot; run 'shoal boot-check' after it\n",
+		       sc->slots[res.slot].bootname);
+	}
+	return EXIT_OK;
+}
+
+/* ---- boot-check, mark-good, mark-bad, rollback ---- */
+
+static int finish(const char *verb, struct sysconf *sc, const struct opts *o, int k, const struct boot_check_result *r,
+		  const struct perr *err)
+{
+	if (o->json) {
+		json_t *j = json_pack("{s:b, s:s, s:s, s:I, s:s, s:s, s:b}", "ok", k == 0, "outcome",
+				      boot_check_outcome_name(r->outcome), "version", r->version, "counter",
+				      (json_int_t)r->counter, "booted", r->booted >= 0 ? sc->slots[r->booted].bootname : "",
+				      "report", r->report, "rebooting", r->rebooting);
+
+		if (k < 0)
+			json_object_set_new(j, "error", json_string(err->msg));
+		print_json(j);
+	}
+	if (k < 0) {
+		log_error("%s: %s", verb, err->msg);
+		return k == -ENOENT && strcmp(verb, "boot-check") ? EXIT_FAIL : exit_code_for(k);
+	}
+	if (!o->json) {
+		if (*r->report)
+			fputs(r->report, stdout);
+		switch (r->outcome) {
+		case BOOT_CHECK_NOTHING: printf("no install pending\n"); break;
+		case BOOT_CHECK_REBOOT_PENDING: printf("%s waits for its trial boot (reboot to try it)\n", r->version); break;
+		case BOOT_CHECK_COMMITTED: printf("committed %s (counter %" PRIu64 ")\n", r->version, r->counter); break;
+		case BOOT_CHECK_ROLLED_BACK: printf("rolled back %s%s\n", r->version, r->rebooting ? ", rebooting" : ""); break;
+		case BOOT_CHECK_FELL_BACK:
+			printf("%s never completed a boot: the bootloader fell back; it is refused from now on\n", r->version);
+			break;
+		case BOOT_CHECK_ABANDONED: printf("the install of %s was abandoned\n", r->version); break;
+		}
+	}
+	return r->outcome == BOOT_CHECK_ROLLED_BACK || r->outcome == BOOT_CHECK_FELL_BACK ? EXIT_ROLLED_BACK : EXIT_OK;
+}
+
+enum after_boot { AB_CHECK, AB_GOOD, AB_BAD, AB_ROLLBACK };
+
+static int after_boot(const char *verb, enum after_boot what, const char *usage, int argc, char **argv)
+{
+	_cleanup_(sysconf_freep) struct sysconf *sc = NULL;
+	_cleanup_(installer_freep) struct installer *in = NULL;
+	struct boot_check_result r = { .booted = -1 };
+	struct perr err = { "" };
+	struct ui u = { 0 };
+	struct opts o;
+	int k;
+
+	if ((k = parse_opts(verb, argc, argv, what != AB_GOOD, false, usage, &o)) != 0)
+		return k < 0 ? EXIT_OK : k;
+	if (optind != argc)
+		return usage_error(verb, "unexpected argument '%s'", argv[optind]);
+	if ((k = open_installer(o.conf, &u, NULL, 0, &sc, &in, &err)) < 0) {
+		log_error("%s", err.msg);
+		return exit_code_for(k);
+	}
+	switch (what) {
+	case AB_CHECK: k = installer_boot_check(in, o.reboot, &r, &err); break;
+	case AB_GOOD: k = installer_mark_good(in, &r, &err); break;
+	case AB_BAD: k = installer_mark_bad(in, o.reboot, &r, &err); break;
+	case AB_ROLLBACK: k = installer_rollback(in, o.reboot, &r, &err); break;
+	}
+	return finish(verb, sc, &o, k, &r, &err);
+}
+
+int cmd_boot_check(int argc, char **argv)
+{
+	return after_boot("boot-check", AB_CHECK,
+			  "Usage: shoal boot-check [OPTIONS]\n\n"
+			  "Run at every start (shoald does, or a systemd unit before it): finishes the\n"
+			  "pending install. Booted into the trial slot: health checks (built in, then\n"
+			  "every executable of [system] health-dir), then commit hooks and commit, or\n"
+			  "roll back. Booted into the old slot after a trial: the bootloader fell back;\n"
+			  "the release is refused from then on. Exit 5 when the update did not stick.\n\n"
+			  COMMON_HELP REBOOT_HELP, argc, argv);
+}
+
+int cmd_mark_good(int argc, char **argv)
+{
+	return after_boot("mark-good", AB_GOOD,
+			  "Usage: shoal mark-good [OPTIONS]\n\n"
+			  "Commits the trial of the booted slot without the health checks (the commit\n"
+			  "hooks still run and can still refuse).\n\n" COMMON_HELP, argc, argv);
+}
+
+int cmd_mark_bad(int argc, char **argv)
+{
+	return after_boot("mark-bad", AB_BAD,
+			  "Usage: shoal mark-bad [OPTIONS]\n\n"
+			  "Rolls back the trial of the booted slot: the other slot boots next and the\n"
+			  "release is refused from then on.\n\n" COMMON_HELP REBOOT_HELP, argc, argv);
+}
+
+int cmd_rollback(int argc, char **argv)
+{
+	return after_boot("rollback", AB_ROLLBACK,
+			  "Usage: shoal rollback [OPTIONS]\n\n"
+			  "During a trial: mark-bad. With an install waiting for its reboot: cancels the\n"
+			  "trial (the release stays installable). Otherwise: the other slot boots next,\n"
+			  "when it holds a verified release.\n\n" COMMON_HELP REBOOT_HELP, argc, argv);
+}
+
+int cmd_boot_sim(int argc, char **argv)
+{
+	static const char usage[] =
+		"Usage: shoal boot-sim [OPTIONS]\n\n"
+		"The boot simulator, for tests and the simulator: does what the bootloader does\n"
+		"at power-on (count a trial boot; past the limit, fall back to the other slot)\n"
+		"to the configured environment, and records the slot it boots in\n"
+		"[system] boot-slot-file, where the installer reads the booted slot.\n\n" COMMON_HELP;
+	_cleanup_(sysconf_freep) struct sysconf *sc = NULL;
+	struct perr err = { "" };
+	struct opts o;
+	int k, slot;
+
+	if ((k = parse_opts("boot-sim", argc, argv, false, false, usage, &o)) != 0)
+		return k < 0 ? EXIT_OK : k;
+	if (optind != argc)
+		return usage_error("boot-sim", "unexpected argument '%s'", argv[optind]);
+	if ((k = sysconf_load(sysconf_path(o.conf), &sc, &err)) < 0 || (k = bootsim_power_on(sc, &slot, &err)) < 0) {
+		log_error("boot-sim: %s", err.msg);
+		return exit_code_for(k);
+	}
+	if (o.json)
+		print_json(json_pack("{s:s}", "booted", sc->slots[slot].bootname));
+	else
+		printf("booted slot %s\n", sc->slots[slot].bootname);
+	return EXIT_OK;
+}
+
+/* ---- status ---- */
+
+json_t *install_status_json(const char *conf, bool quiet)
+{
+	_cleanup_(sysconf_freep) struct sysconf *sc = NULL;
+	_cleanup_(installer_freep) struct installer *in = NULL;
+	struct installer_status s;
+	struct perr err = { "" };
+	struct ui u = { 0 };
+	char hex[2 * HASH_SIZE + 1];
+	json_t *j, *slots;
+
+	if (quiet && access(sysconf_path(conf), F_OK) < 0)
+		return NULL;
+	if (open_installer(conf, &u, NULL, 0, &sc, &in, &err) < 0 || installer_status(in, &s, &err) < 0) {
+		log_error("%s", err.msg);
+		return NULL;
+	}
+	j = json_pack("{s:s, s:s, s:s?, s:{s:I, s:I, s:I}}", "product", sc->product, "bootloader",
+		      bootloader_kind_name(sc->bootloader), "booted", s.booted >= 0 ? sc->slots[s.booted].bootname : NULL,
+		      "floors", "counter", (json_int_t)s.floor_counter, "keyring", (json_int_t)s.floor_keyring, "time",
+		      (json_int_t)s.floor_time);
+	if (s.booted < 0)
+		json_object_set_new(j, "booted_error", json_string(s.booted_error));
+	if (s.env_ok)
+		json_object_set_new(j, "bootloader_env",
+				    json_pack("{s:s?, s:b, s:i, s:i}", "primary",
+					      s.env.primary >= 0 ? sc->slots[s.env.primary].bootname : NULL, "trial",
+					      s.env.trial, "bootcount", (int)s.env.bootcount, "bootlimit", (int)s.env.bootlimit));
+	else
+		json_object_set_new(j, "bootloader_error", json_string(s.env_error));
+	slots = json_array();
+	for (int i = 0; i < SYSCONF_SLOTS; i++) {
+		json_t *o = json_pack("{s:s, s:s, s:b, s:b}", "bootname", sc->slots[i].bootname, "device",
+				      sc->slots[i].device, "booted", s.booted == i, "primary", s.env_ok && s.env.primary == i);
+
+		json_object_set_new(o, "state", json_string(s.slot_known[i] ? s.slots[i].state : "unknown"));
+		if (s.slot_known[i] && s.slots[i].has_release) {
+			json_object_set_new(o, "release", json_string(hex_id(s.slots[i].release, hex)));
+			json_object_set_new(o, "version", json_string(s.slots[i].version));
+			json_object_set_new(o, "counter", json_integer((json_int_t)s.slots[i].counter));
+		}
+		json_array_append_new(slots, o);
+	}
+	json_object_set_new(j, "slots", slots);
+	if (s.booted >= 0 && s.slot_known[s.booted] && s.slots[s.booted].has_release)
+		json_object_set_new(j, "installed", json_pack("{s:s, s:I}", "version", s.slots[s.booted].version, "counter",
+							      (json_int_t)s.slots[s.booted].counter));
+	if (s.pending)
+		json_object_set_new(j, "pending",
+				    json_pack("{s:s, s:s, s:I, s:s, s:s, s:s}", "release", hex_id(s.install.release, hex),
+					      "version", s.install.version, "counter", (json_int_t)s.install.counter, "slot",
+					      sc->slots[s.install.slot].bootname, "phase", s.install.phase, "source",
+					      s.install.source));
+	return j;
+}
+
+void install_status_print(json_t *s)
+{
+	json_t *env = json_object_get(s, "bootloader_env"), *slots = json_object_get(s, "slots"), *p, *sl;
+	size_t i;
+
+	printf("System:    %s, bootloader %s, booted from slot %s\n", json_string_value(json_object_get(s, "product")),
+	       json_string_value(json_object_get(s, "bootloader")),
+	       json_string_value(json_object_get(s, "booted")) ?: "(unknown)");
+	if (env)
+		printf("Boot:      primary %s%s, bootcount %" JSON_INTEGER_FORMAT "/%" JSON_INTEGER_FORMAT "\n",
+		       json_string_value(json_object_get(env, "primary")) ?: "(unset)",
+		       json_is_true(json_object_get(env, "trial")) ? " on trial" : "",
+		       json_integer_value(json_object_get(env, "bootcount")),
+		       json_integer_value(json_object_get(env, "bootlimit")));
+	else
+		printf("Boot:      %s\n", json_string_value(json_object_get(s, "bootloader_error")));
+	json_array_foreach(slots, i, sl) {
+		const char *v = json_string_value(json_object_get(sl, "version"));
+
+		printf("%s %s%s %-9s %s%s%s%s\n", i ? "          " : "Slots:    ", json_is_true(json_object_get(sl, "booted")) ? "*" : " ",
+		       json_string_value(json_object_get(sl, "bootname")), json_string_value(json_object_get(sl, "state")),
+		       json_string_value(json_object_get(sl, "device")), v ? " (" : "", v ? v : "", v ? ")" : "");
+	}
+	if ((p = json_object_get(s, "pending")))
+		printf("Pending:   %s (counter %" JSON_INTEGER_FORMAT ") into slot %s, phase %s\n",
+		       json_string_value(json_object_get(p, "version")), json_integer_value(json_object_get(p, "counter")),
+		       json_string_value(json_object_get(p, "slot")), json_string_value(json_object_get(p, "phase")));
+	printf("Floors:    counter %" JSON_INTEGER_FORMAT ", keyring %" JSON_INTEGER_FORMAT "\n",
+	       json_integer_value(json_object_get(json_object_get(s, "floors"), "counter")),
+	       json_integer_value(json_object_get(json_object_get(s, "floors"), "keyring")));
+}

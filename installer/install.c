@@ -1,0 +1,1145 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/fs.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <sys/file.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "chunk.h"
+#include "chunker.h"
+#include "fileio.h"
+#include "hooks.h"
+#include "install.h"
+#include "keyfile.h"
+#include "release.h"
+#include "trust.h"
+
+#define IO_BUF (1u << 20)
+
+static const char *const phase_names[PHASE__MAX] = {
+	[PHASE_NONE] = "none",
+	[PHASE_VERIFY] = "verify",
+	[PHASE_PRE_INSTALL] = "pre-install",
+	[PHASE_WRITE] = "write",
+	[PHASE_VERIFY_SLOT] = "verify-slot",
+	[PHASE_POST_INSTALL] = "post-install",
+	[PHASE_MARK_TRIAL] = "mark-trial",
+	[PHASE_REBOOT_PENDING] = "reboot-pending",
+	[PHASE_HEALTH] = "health",
+	[PHASE_COMMIT] = "commit",
+	[PHASE_ROLLBACK] = "rollback",
+};
+
+const char *install_phase_name(enum install_phase p)
+{
+	return p < PHASE__MAX ? phase_names[p] : "?";
+}
+
+enum install_phase install_phase_from_name(const char *s)
+{
+	for (int i = 1; i < PHASE__MAX; i++)
+		if (!strcmp(s, phase_names[i]))
+			return (enum install_phase)i;
+	return PHASE_NONE;
+}
+
+const char *boot_check_outcome_name(enum boot_check_outcome o)
+{
+	static const char *const n[] = { "nothing", "reboot-pending", "committed", "rolled-back", "fell-back", "abandoned" };
+
+	return o <= BOOT_CHECK_ABANDONED ? n[o] : "?";
+}
+
+struct installer {
+	const struct sysconf *sc;
+	struct installer_opts o;
+	struct state *st;
+	struct bootloader *bl;
+	int lock_fd;
+};
+
+static void say(struct installer *in, int level, const char *fmt, ...) _printf_(3, 4);
+static void say(struct installer *in, int level, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	if (!in->o.log)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	in->o.log(in->o.ud, level, msg);
+}
+
+static void progress(struct installer *in, enum install_phase p, uint64_t done, uint64_t total)
+{
+	if (in->o.progress)
+		in->o.progress(in->o.ud, p, done, total);
+}
+
+/* The kill sweep's hook: die right after the phase is on disk. */
+static void crash_point(enum install_phase p)
+{
+	const char *at = getenv("SHOAL_INSTALLER_CRASH_AT");
+
+	if (at && !strcmp(at, install_phase_name(p)))
+		_exit(137);
+}
+
+static int enter(struct installer *in, enum install_phase p, const char *boot_id, struct perr *err)
+{
+	int k = state_install_set_phase(in->st, install_phase_name(p), boot_id);
+
+	if (k < 0)
+		return perr_set(err, k, "state: recording phase %s failed: %s", install_phase_name(p), strerror(-k));
+	crash_point(p);
+	return 0;
+}
+
+int installer_open(const struct sysconf *sc, const struct installer_opts *o, struct installer **ret,
+		   struct perr *err)
+{
+	_cleanup_(installer_freep) struct installer *in = calloc(1, sizeof(*in));
+	int k;
+
+	if (!in)
+		return perr_set(err, -ENOMEM, "out of memory");
+	in->sc = sc;
+	in->lock_fd = -1;
+	if (o)
+		in->o = *o;
+	if ((k = mkdir_p(sc->state_dir, 0700)) < 0)
+		return perr_set(err, k, "%s: %s", sc->state_dir, strerror(-k));
+	if ((k = state_open(sc->state_dir, &in->st, err)) < 0 || (k = bootloader_open(sc, &in->bl, err)) < 0)
+		return k;
+	*ret = TAKE_PTR(in);
+	return 0;
+}
+
+void installer_free(struct installer *in)
+{
+	if (!in)
+		return;
+	state_close(in->st);
+	bootloader_free(in->bl);
+	if (in->lock_fd >= 0)
+		close(in->lock_fd);
+	free(in);
+}
+
+struct state *installer_state(struct installer *in)
+{
+	return in->st;
+}
+
+/* One installer at a time per state directory (shoald and shoal alike). */
+static int lock(struct installer *in, struct perr *err)
+{
+	char path[PATH_MAX];
+
+	if (in->lock_fd >= 0)
+		return 0;
+	snprintf(path, sizeof(path), "%s/install.lock", in->sc->state_dir);
+	in->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (in->lock_fd < 0)
+		return perr_set(err, -errno, "%s: %s", path, strerror(errno));
+	if (flock(in->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+		int k = errno == EWOULDBLOCK ? -EBUSY : -errno;
+
+		close(in->lock_fd);
+		in->lock_fd = -1;
+		return perr_set(err, k, "another installer holds %s", path);
+	}
+	return 0;
+}
+
+/* ---- slots ---- */
+
+static int slot_open(struct installer *in, int slot, int flags, uint64_t *ret_size, struct perr *err)
+{
+	const char *dev = in->sc->slots[slot].device;
+	struct stat st;
+	int fd = open(dev, flags | O_CLOEXEC);
+
+	if (fd < 0)
+		return perr_set(err, -errno, "slot %s (%s): %s", in->sc->slots[slot].bootname, dev, strerror(errno));
+	if (fstat(fd, &st) < 0) {
+		int k = -errno;
+
+		close(fd);
+		return perr_set(err, k, "%s: %s", dev, strerror(-k));
+	}
+	if (S_ISBLK(st.st_mode)) {
+		uint64_t size;
+
+		if (ioctl(fd, BLKGETSIZE64, &size) < 0) {
+			int k = -errno;
+
+			close(fd);
+			return perr_set(err, k, "%s: cannot read its size: %s", dev, strerror(-k));
+		}
+		*ret_size = size;
+	} else if (S_ISREG(st.st_mode)) {
+		*ret_size = (uint64_t)st.st_size;
+	} else {
+		close(fd);
+		return perr_set(err, -EINVAL, "slot %s (%s) is neither a block device nor a file",
+				in->sc->slots[slot].bootname, dev);
+	}
+	return fd;
+}
+
+/* BLAKE2b-256 over the first size bytes of fd: the manifest's image hash. */
+static int hash_slot(struct installer *in, int fd, uint64_t size, uint8_t out[HASH_SIZE], struct perr *err)
+{
+	_cleanup_(freep) uint8_t *buf = malloc(IO_BUF);
+	crypto_generichash_state hs;
+
+	if (!buf)
+		return perr_set(err, -ENOMEM, "out of memory");
+	crypto_generichash_init(&hs, NULL, 0, HASH_SIZE);
+	for (uint64_t off = 0; off < size;) {
+		size_t n = size - off > IO_BUF ? IO_BUF : (size_t)(size - off);
+		int k = pread_full(fd, buf, n, (off_t)off);
+
+		if (k < 0)
+			return perr_set(err, k, "reading the slot back failed: %s", strerror(-k));
+		crypto_generichash_update(&hs, buf, n);
+		off += n;
+		progress(in, PHASE_VERIFY_SLOT, off, size);
+	}
+	crypto_generichash_final(&hs, out, HASH_SIZE);
+	return 0;
+}
+
+/* ---- writing: local reuse first, then the release source ---- */
+
+struct want {
+	uint8_t id[HASH_SIZE];
+	uint32_t idx; /* chunk index in the new manifest */
+};
+
+struct writer {
+	struct installer *in;
+	const struct manifest *m;
+	int fd;                  /* target slot */
+	struct want *want;       /* sorted by id: the chunks with one id are adjacent */
+	size_t n_want;
+	uint8_t *done;           /* bitmap over want[] groups (by first index of a group) */
+	uint64_t settled;        /* image bytes written or found right */
+	struct install_result *res;
+};
+
+static int want_cmp(const void *a, const void *b)
+{
+	const struct want *x = a, *y = b;
+	int c = memcmp(x->id, y->id, HASH_SIZE);
+
+	return c ? c : (x->idx > y->idx) - (x->idx < y->idx);
+}
+
+/* The first want[] entry with this id, or -1. */
+static ssize_t want_find(const struct writer *w, const uint8_t id[HASH_SIZE])
+{
+	size_t lo = 0, hi = w->n_want;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (memcmp(w->want[mid].id, id, HASH_SIZE) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < w->n_want && !memcmp(w->want[lo].id, id, HASH_SIZE) ? (ssize_t)lo : -1;
+}
+
+static bool group_done(const struct writer *w, size_t g)
+{
+	return w->done[g / 8] & (1u << (g % 8));
+}
+
+/* Writes the bytes of the chunk group starting at want[g] wherever the new
+ * image has them. */
+static int write_group(struct writer *w, size_t g, const uint8_t *buf, uint32_t len, struct perr *err)
+{
+	for (size_t i = g; i < w->n_want && !memcmp(w->want[i].id, w->want[g].id, HASH_SIZE); i++) {
+		const struct manifest_chunk *c = &w->m->chunks[w->want[i].idx];
+		int k = pwrite_full(w->fd, buf, len, (off_t)c->offset);
+
+		if (k < 0)
+			return perr_set(err, k, "writing slot %s at offset %" PRIu64 " failed: %s",
+					w->in->sc->slots[w->res->slot].bootname, c->offset, strerror(-k));
+		w->settled += len;
+	}
+	w->done[g / 8] |= (uint8_t)(1u << (g % 8));
+	progress(w->in, PHASE_WRITE, w->settled, w->m->image_size);
+	return 0;
+}
+
+/* A chunk found locally: write it when the new image needs it. */
+static int offer(struct writer *w, const uint8_t *buf, size_t len, struct perr *err)
+{
+	uint8_t id[HASH_SIZE];
+	ssize_t g;
+	int k;
+
+	chunk_id(buf, len, id);
+	g = want_find(w, id);
+	if (g < 0 || group_done(w, (size_t)g) || w->m->chunks[w->want[g].idx].len != len)
+		return 0;
+	if ((k = write_group(w, (size_t)g, buf, (uint32_t)len, err)) < 0)
+		return k;
+	w->res->bytes_reused += len;
+	return 0;
+}
+
+/* The active slot's chunks by its installed manifest's table. */
+static int reuse_known(struct writer *w, int afd, uint64_t asize, const struct manifest *old, uint8_t *buf,
+		       struct perr *err)
+{
+	for (size_t i = 0; i < old->n_chunks; i++) {
+		const struct manifest_chunk *c = &old->chunks[i];
+		ssize_t g = want_find(w, c->id);
+		uint8_t id[HASH_SIZE];
+		int k;
+
+		if (g < 0 || group_done(w, (size_t)g) || c->offset + c->len > asize)
+			continue;
+		if ((k = pread_full(afd, buf, c->len, (off_t)c->offset)) < 0)
+			return perr_set(err, k, "reading the active slot failed: %s", strerror(-k));
+		chunk_id(buf, c->len, id);
+		if (memcmp(id, c->id, HASH_SIZE) != 0)
+			continue; /* the active slot is not what its record says: take it from the source */
+		if ((k = offer(w, buf, c->len, err)) < 0)
+			return k;
+	}
+	return 0;
+}
+
+/* The active slot's content chunked with the new release's parameters. */
+static int reuse_scan(struct writer *w, int afd, uint64_t asize, uint8_t *buf, size_t cap, struct perr *err)
+{
+	struct chunker ch;
+	size_t fill = 0;
+	uint64_t off = 0;
+	int k;
+
+	if ((k = chunker_init(&ch, &w->m->chunking, err)) < 0)
+		return k;
+	while (off < asize) {
+		size_t n = cap - fill, pos = fill, start = 0;
+
+		if (n > asize - off)
+			n = (size_t)(asize - off);
+		if ((k = pread_full(afd, buf + fill, n, (off_t)off)) < 0)
+			return perr_set(err, k, "reading the active slot failed: %s", strerror(-k));
+		off += n;
+		fill += n;
+		while (pos < fill) {
+			size_t cut = chunker_scan(&ch, buf + pos, fill - pos);
+
+			if (cut == CHUNKER_NO_CUT)
+				break;
+			pos += cut;
+			if ((k = offer(w, buf + start, pos - start, err)) < 0)
+				return k;
+			start = pos;
+		}
+		memmove(buf, buf + start, fill - start);
+		fill -= start;
+	}
+	return fill ? offer(w, buf, fill, err) : 0;
+}
+
+/* A resumed install: chunks already right in the target stay. */
+static int keep_written(struct writer *w, uint8_t *buf, struct perr *err)
+{
+	for (size_t g = 0; g < w->n_want;) {
+		size_t end = g;
+		bool all = true;
+		uint32_t len = w->m->chunks[w->want[g].idx].len;
+
+		while (end < w->n_want && !memcmp(w->want[end].id, w->want[g].id, HASH_SIZE))
+			end++;
+		for (size_t i = g; i < end && all; i++) {
+			const struct manifest_chunk *c = &w->m->chunks[w->want[i].idx];
+			uint8_t id[HASH_SIZE];
+			int k = pread_full(w->fd, buf, len, (off_t)c->offset);
+
+			if (k < 0)
+				return perr_set(err, k, "reading the target slot failed: %s", strerror(-k));
+			chunk_id(buf, len, id);
+			all = !memcmp(id, c->id, HASH_SIZE);
+		}
+		if (all) {
+			w->done[g / 8] |= (uint8_t)(1u << (g % 8));
+			w->settled += (uint64_t)len * (end - g);
+			w->res->bytes_in_slot += (uint64_t)len * (end - g);
+		}
+		g = end;
+	}
+	return 0;
+}
+
+static int write_slot(struct installer *in, struct release *r, int fd, int active, bool resume,
+		      struct install_result *res, struct perr *err)
+{
+	const struct manifest *m = r->manifest;
+	struct writer w = { .in = in, .m = m, .fd = fd, .res = res };
+	size_t cap = IO_BUF + m->chunking.max;
+	_cleanup_(freep) struct want *want = calloc(m->n_chunks ? m->n_chunks : 1, sizeof(*want));
+	_cleanup_(freep) uint8_t *done = calloc(m->n_chunks / 8 + 1, 1);
+	_cleanup_(freep) uint8_t *buf = malloc(cap);
+	struct state_slot old = { 0 };
+	uint64_t asize;
+	int afd, k;
+
+	if (!want || !done || !buf)
+		return perr_set(err, -ENOMEM, "out of memory");
+	for (size_t i = 0; i < m->n_chunks; i++) {
+		memcpy(want[i].id, m->chunks[i].id, HASH_SIZE);
+		want[i].idx = (uint32_t)i;
+	}
+	qsort(want, m->n_chunks, sizeof(*want), want_cmp);
+	w.want = want;
+	w.n_want = m->n_chunks;
+	w.done = done;
+
+	if (resume && (k = keep_written(&w, buf, err)) < 0)
+		return k;
+
+	/* local reuse: the active slot holds most of the next release */
+	afd = slot_open(in, active, O_RDONLY, &asize, err);
+	if (afd >= 0) {
+		_cleanup_(manifest_freep) struct manifest *om = NULL;
+
+		if (state_slot_get(in->st, active, &old) == 0 && old.manifest &&
+		    manifest_parse(old.manifest, old.manifest_len, &om, NULL) == 0)
+			k = reuse_known(&w, afd, asize, om, buf, err);
+		else
+			k = reuse_scan(&w, afd, asize, buf, cap, err);
+		free(old.manifest);
+		close(afd);
+		if (k < 0)
+			return k;
+	} else {
+		say(in, LOG_WARNING, "no local reuse: %s", err->msg);
+	}
+
+	/* the rest from the release source, each distinct chunk read once */
+	for (size_t g = 0; g < w.n_want;) {
+		size_t end = g;
+		uint32_t len = m->chunks[want[g].idx].len;
+
+		while (end < w.n_want && !memcmp(want[end].id, want[g].id, HASH_SIZE))
+			end++;
+		if (!group_done(&w, g)) {
+			if ((k = release_read_chunk(r, want[g].id, len, buf, err)) < 0)
+				return perr_prefix(err, k, "%s: ", r->path);
+			res->bytes_read += len;
+			if ((k = write_group(&w, g, buf, len, err)) < 0)
+				return k;
+		}
+		g = end;
+	}
+	if ((k = file_datasync(fd)) < 0)
+		return perr_set(err, k, "syncing slot %s failed: %s", in->sc->slots[res->slot].bootname, strerror(-k));
+	return 0;
+}
+
+/* ---- verification ---- */
+
+static int load_roots(struct installer *in, uint8_t (*keys)[PUBKEY_SIZE], size_t max, size_t *n, struct perr *err)
+{
+	const struct sysconf *sc = in->sc;
+	int k;
+
+	*n = 0;
+	for (size_t i = 0; i < sc->trust.n + in->o.n_extra_trust; i++) {
+		const char *path = i < sc->trust.n ? sc->trust.v[i] : in->o.extra_trust[i - sc->trust.n];
+
+		if (*n >= max)
+			return perr_set(err, -E2BIG, "more than %zu trusted root keys", max);
+		if ((k = key_read_public(path, keys[*n], err)) < 0)
+			return k;
+		(*n)++;
+	}
+	if (*n == 0)
+		return perr_set(err, -ENOKEY, "no trusted root key: set [system] trust in %s", sc->path);
+	return 0;
+}
+
+/* Signatures, keyring, product, floors, refused list, slot size. On
+ * success a newer valid keyring has been stored and its floor raised. */
+static int verify_release(struct installer *in, struct release *r, const uint8_t id[HASH_SIZE], uint64_t slot_size,
+			  struct perr *err)
+{
+	uint8_t roots[SIGSET_MAX][PUBKEY_SIZE];
+	struct trust_roots tr = { .keys = (const uint8_t(*)[PUBKEY_SIZE])roots };
+	_cleanup_(keyring_freep) struct keyring *held = NULL;
+	_cleanup_(freep) uint8_t *kb = NULL;
+	uint64_t fcounter = 0, fkeyring = 0, ftime = 0, now = (uint64_t)time(NULL);
+	struct keyring *kr;
+	char reason[256];
+	size_t kl;
+	int k;
+
+	if ((k = load_roots(in, roots, SIGSET_MAX, &tr.n, err)) < 0)
+		return k;
+	if ((k = state_floor_get(in->st, "counter", &fcounter)) < 0 ||
+	    (k = state_floor_get(in->st, "keyring", &fkeyring)) < 0 || (k = state_floor_get(in->st, "time", &ftime)) < 0)
+		return perr_set(err, k, "state: reading the floors failed: %s", strerror(-k));
+	if (ftime > now)
+		now = ftime; /* a clock set back does not revive an expired release */
+	if (state_keyring_get(in->st, &kb, &kl) == 0 && keyring_parse(kb, kl, &held, NULL) < 0)
+		held = NULL;
+	if (r->keyring && (k = trust_check_keyring(&tr, r->keyring, now, err)) < 0)
+		return perr_prefix(err, k, "release keyring: ");
+	if (held && trust_check_keyring(&tr, held, now, NULL) < 0)
+		keyring_free(TAKE_PTR(held)); /* expired since: the release's must do */
+	kr = held && (!r->keyring || held->version > r->keyring->version) ? held : r->keyring;
+	if ((k = trust_check_manifest(&tr, kr, r->manifest, now, NULL, err)) < 0)
+		return k;
+	{
+		struct trust_policy pol = {
+			.product = in->sc->product,
+			.min_counter = fcounter,
+			.min_keyring = fkeyring,
+			.max_image_size = slot_size,
+		};
+
+		if ((k = trust_check_policy(&pol, r->manifest, kr, err)) < 0)
+			return k;
+	}
+	if (strcmp(r->manifest->payload_type, PAYLOAD_AB_IMAGE) != 0)
+		return perr_set(err, -EPERM, "payload type '%s' is not an A/B image (it needs an update module)",
+				r->manifest->payload_type);
+	if ((k = state_refused(in->st, id, reason, sizeof(reason))) < 0)
+		return perr_set(err, k, "state: %s", strerror(-k));
+	if (k == 1)
+		return perr_set(err, -EPERM, "release %s (counter %" PRIu64 ") is refused on this device: %s",
+				r->manifest->version, r->manifest->counter, reason);
+	if (r->keyring && r->keyring != kr)
+		return 0;
+	if (r->keyring && (!held || r->keyring->version > held->version)) {
+		_cleanup_(freep) uint8_t *bytes = NULL;
+		size_t len;
+
+		/* the floor is durable before the keyring is used */
+		if ((k = keyring_format(r->keyring, &bytes, &len, err)) < 0)
+			return k;
+		if ((k = state_floor_raise(in->st, "keyring", r->keyring->version)) < 0 ||
+		    (k = state_keyring_put(in->st, r->keyring->version, bytes, len)) < 0)
+			return perr_set(err, k, "state: storing the keyring failed: %s", strerror(-k));
+	}
+	return 0;
+}
+
+/* ---- hooks ---- */
+
+struct hook_ctx {
+	char release[2 * HASH_SIZE + 1];
+	char e[10][PATH_MAX + 32];
+	const char *env[11];
+};
+
+static void hook_env(struct installer *in, struct hook_ctx *h, const uint8_t id[HASH_SIZE], const char *version,
+		     uint64_t counter, int slot, enum install_phase phase, const char *source)
+{
+	int active = slot >= 0 ? (slot ? 0 : 1) : -1;
+	size_t n = 0;
+
+	hex_encode(id, HASH_SIZE, h->release);
+	snprintf(h->e[n++], sizeof(h->e[0]), "SHOAL_RELEASE=%s", h->release);
+	snprintf(h->e[n++], sizeof(h->e[0]), "SHOAL_VERSION=%s", version);
+	snprintf(h->e[n++], sizeof(h->e[0]), "SHOAL_COUNTER=%" PRIu64, counter);
+	snprintf(h->e[n++], sizeof(h->e[0]), "SHOAL_SLOT=%s", slot >= 0 ? in->sc->slots[slot].bootname : "");
+	snprintf(h->e[n++], sizeof(h->e[0]), "SHOAL_SLOT_DEVICE=%s", slot >= 0 ? in->sc->slots[slot].device : "");
+	snprintf(h->e[n++], sizeof(h->e[0]), "SHOAL_ACTIVE_SLOT=%s", active >= 0 ? in->sc->slots[active].bootname : "");
+	snprintf(h->e[n++], sizeof(h->e[0]), "SHOAL_PHASE=%s", install_phase_name(phase));
+	snprintf(h->e[n++], sizeof(h->e[0]), "SHOAL_SOURCE=%s", source ? source : "");
+	snprintf(h->e[n++], sizeof(h->e[0]), "SHOAL_PRODUCT=%s", in->sc->product);
+	snprintf(h->e[n++], sizeof(h->e[0]), "SHOAL_SYSTEM_CONF=%s", in->sc->path ? in->sc->path : "");
+	for (size_t i = 0; i < n; i++)
+		h->env[i] = h->e[i];
+	h->env[n] = NULL;
+}
+
+struct report_buf {
+	struct installer *in;
+	const char *what;
+	char *buf;
+	size_t size;
+};
+
+static void on_report(void *ud, const char *name, const struct spawn_result *r)
+{
+	struct report_buf *rb = ud;
+	size_t len = rb->buf ? strlen(rb->buf) : 0;
+	char first[200];
+
+	snprintf(first, sizeof(first), "%.*s", (int)sizeof(first) - 1, r->output);
+	first[strcspn(first, "\n")] = '\0';
+	if (r->timed_out)
+		say(rb->in, LOG_WARNING, "%s %s: ran out of time%s%s", rb->what, name, *first ? ": " : "", first);
+	else
+		say(rb->in, r->status ? LOG_WARNING : LOG_INFO, "%s %s: exit %d%s%s", rb->what, name, r->status,
+		    *first ? ": " : "", first);
+	if (rb->buf && len + 1 < rb->size)
+		snprintf(rb->buf + len, rb->size - len, "%s %s: %s%s%s\n", rb->what, name,
+			 r->timed_out ? "timed out" : r->status ? "failed" : "ok", *first ? ": " : "", first);
+}
+
+static int run_hooks(struct installer *in, const char *state_name, const struct hook_ctx *h, char *report,
+		     size_t report_size, struct perr *err)
+{
+	char dir[PATH_MAX];
+	struct report_buf rb = { in, "hook", report, report_size };
+	int k;
+
+	snprintf(dir, sizeof(dir), "%s/%s.d", in->sc->hooks_dir, state_name);
+	k = hooks_run(dir, h->env, in->sc->hook_timeout_ms, true, on_report, &rb, err);
+	return k < 0 ? k : 0;
+}
+
+/* ---- install ---- */
+
+static int release_id(const struct manifest *m, uint8_t **ret_bytes, size_t *ret_len, uint8_t id[HASH_SIZE],
+		      struct perr *err)
+{
+	int k;
+
+	if ((k = manifest_format(m, ret_bytes, ret_len, err)) < 0)
+		return k;
+	crypto_generichash(id, HASH_SIZE, *ret_bytes, *ret_len, NULL, 0);
+	return 0;
+}
+
+static void fill_res(struct install_result *res, const uint8_t id[HASH_SIZE], const struct manifest *m, int slot)
+{
+	memcpy(res->release, id, HASH_SIZE);
+	snprintf(res->version, sizeof(res->version), "%s", m->version);
+	res->counter = m->counter;
+	res->slot = slot;
+	res->image_size = m->image_size;
+}
+
+static int do_reboot(struct installer *in, bool *rebooting, struct perr *err)
+{
+	const char *argv[] = { "/bin/sh", "-c", in->sc->reboot_command, NULL };
+	struct spawn_result r;
+	int k;
+
+	say(in, LOG_NOTICE, "rebooting: %s", in->sc->reboot_command);
+	if ((k = spawn_run(argv, NULL, 120000, &r, err)) < 0)
+		return k;
+	if (r.status != 0 || r.timed_out)
+		return perr_set(err, -EIO, "reboot-command '%s' failed (status %d): %s", in->sc->reboot_command, r.status,
+				r.output);
+	*rebooting = true;
+	return 0;
+}
+
+/* Ends an install that was not the release's fault. */
+static int abandon(struct installer *in, int k, struct perr *err)
+{
+	say(in, LOG_WARNING, "install abandoned: %s", err->msg);
+	state_install_end(in->st, "abandoned", err->msg);
+	return k;
+}
+
+int installer_install(struct installer *in, const char *source, int reboot, struct install_result *res,
+		      struct perr *err)
+{
+	_cleanup_(release_closep) struct release *r = NULL;
+	_cleanup_(freep) uint8_t *mbytes = NULL;
+	struct install_result dummy;
+	struct state_install pend = { 0 }, old = { 0 };
+	struct state_slot tslot = { 0 };
+	struct hook_ctx h;
+	struct boot_env env;
+	uint8_t id[HASH_SIZE], got[HASH_SIZE];
+	uint64_t tsize = 0;
+	size_t mlen;
+	char boot_id[64];
+	bool resume = false;
+	int active, target, fd, k;
+
+	if (!res)
+		res = &dummy;
+	memset(res, 0, sizeof(*res));
+	res->slot = -1;
+	if ((k = lock(in, err)) < 0)
+		return k;
+	if ((k = boot_booted_slot(in->sc, &active, boot_id, sizeof(boot_id), err)) < 0)
+		return k;
+	target = active ? 0 : 1;
+	/* the environment must be sound before anything is touched */
+	if ((k = bootloader_read(in->bl, &env, err)) < 0)
+		return k;
+	if ((k = release_open(source, &r, err)) < 0 || (k = release_id(r->manifest, &mbytes, &mlen, id, err)) < 0)
+		return k;
+	fill_res(res, id, r->manifest, target);
+	res->phase = PHASE_VERIFY;
+
+	k = state_install_get(in->st, &old);
+	if (k == 0) {
+		enum install_phase op = install_phase_from_name(old.phase);
+
+		free(old.manifest);
+		if (op >= PHASE_MARK_TRIAL)
+			return perr_set(err, -EBUSY, "release %s is already on trial (phase %s): run 'shoal boot-check' after "
+					"the reboot, or 'shoal rollback' to cancel it", old.version, old.phase);
+		resume = !memcmp(old.release, id, HASH_SIZE) && old.slot == target && op >= PHASE_WRITE;
+		if (!resume) {
+			say(in, LOG_NOTICE, "an interrupted install of %s (phase %s) is abandoned", old.version, old.phase);
+			state_install_end(in->st, "abandoned", "replaced by a new install");
+		}
+	} else if (k != -ENOENT) {
+		return perr_set(err, k, "state: %s", strerror(-k));
+	}
+	if (resume && state_slot_get(in->st, target, &tslot) == 0) {
+		resume = !strcmp(tslot.state, "writing");
+		free(tslot.manifest);
+	}
+
+	/* verify: nothing is written before the release passes */
+	fd = slot_open(in, target, O_RDWR, &tsize, err);
+	if (fd < 0)
+		return fd;
+	{
+		_cleanup_(closep) int tfd = fd;
+
+		if ((k = verify_release(in, r, id, tsize, err)) < 0) {
+			state_event_add(in->st, id, r->manifest->version, target, "verify", "refused", err->msg);
+			return k;
+		}
+		if (!resume) {
+			pend = (struct state_install){ .counter = r->manifest->counter, .slot = target,
+						       .manifest = mbytes, .manifest_len = mlen };
+			memcpy(pend.release, id, HASH_SIZE);
+			snprintf(pend.version, sizeof(pend.version), "%s", r->manifest->version);
+			snprintf(pend.phase, sizeof(pend.phase), "%s", install_phase_name(PHASE_VERIFY));
+			if (!realpath(source, pend.source))
+				snprintf(pend.source, sizeof(pend.source), "%s", source);
+			if ((k = state_install_begin(in->st, &pend)) < 0)
+				return perr_set(err, k, "state: %s", strerror(-k));
+			crash_point(PHASE_VERIFY);
+		}
+		say(in, LOG_INFO, "installing %s %s (counter %" PRIu64 ") into slot %s (%s)%s", r->manifest->product,
+		    r->manifest->version, r->manifest->counter, in->sc->slots[target].bootname, in->sc->slots[target].device,
+		    resume ? ", resuming" : "");
+		hook_env(in, &h, id, r->manifest->version, r->manifest->counter, target, PHASE_PRE_INSTALL, source);
+
+		res->phase = PHASE_PRE_INSTALL;
+		if ((k = enter(in, PHASE_PRE_INSTALL, NULL, err)) < 0)
+			return k;
+		if ((k = run_hooks(in, "pre-install", &h, NULL, 0, err)) < 0) {
+			perr_prefix(err, k, "pre-install hook: ");
+			return abandon(in, k, err);
+		}
+
+		res->phase = PHASE_WRITE;
+		if ((k = enter(in, PHASE_WRITE, NULL, err)) < 0)
+			return k;
+		if (!resume && (k = state_slot_set(in->st, target, "writing", NULL, NULL, NULL, 0)) < 0)
+			return perr_set(err, k, "state: %s", strerror(-k));
+		if ((k = write_slot(in, r, tfd, active, resume, res, err)) < 0)
+			return abandon(in, k, err);
+
+		res->phase = PHASE_VERIFY_SLOT;
+		if ((k = enter(in, PHASE_VERIFY_SLOT, NULL, err)) < 0)
+			return k;
+		if ((k = hash_slot(in, tfd, r->manifest->image_size, got, err)) < 0)
+			return abandon(in, k, err);
+		if (sodium_memcmp(got, r->manifest->image_hash, HASH_SIZE) != 0) {
+			perr_set(err, -EILSEQ, "slot %s does not read back as the image (hash mismatch): the device or the "
+				 "release source is faulty", in->sc->slots[target].bootname);
+			return abandon(in, -EILSEQ, err);
+		}
+		if ((k = state_slot_set(in->st, target, "installed", id, r->manifest, mbytes, mlen)) < 0)
+			return perr_set(err, k, "state: %s", strerror(-k));
+	}
+
+	res->phase = PHASE_POST_INSTALL;
+	if ((k = enter(in, PHASE_POST_INSTALL, NULL, err)) < 0)
+		return k;
+	hook_env(in, &h, id, r->manifest->version, r->manifest->counter, target, PHASE_POST_INSTALL, source);
+	if ((k = run_hooks(in, "post-install", &h, NULL, 0, err)) < 0) {
+		perr_prefix(err, k, "post-install hook: ");
+		return abandon(in, k, err);
+	}
+
+	/* the slot is written, synced and verified: only now the bootloader */
+	res->phase = PHASE_MARK_TRIAL;
+	if ((k = enter(in, PHASE_MARK_TRIAL, boot_id, err)) < 0)
+		return k;
+	if ((k = bootloader_set_trial(in->bl, target, err)) < 0)
+		return abandon(in, k, err);
+	state_slot_set_state(in->st, target, "trial");
+
+	res->phase = PHASE_REBOOT_PENDING;
+	if ((k = enter(in, PHASE_REBOOT_PENDING, NULL, err)) < 0)
+		return k;
+	say(in, LOG_NOTICE, "slot %s holds %s and boots on trial next (%u boot(s) allowed)",
+	    in->sc->slots[target].bootname, r->manifest->version, env.bootlimit ? env.bootlimit : 1);
+	if ((reboot < 0 ? in->sc->reboot : reboot) == REBOOT_NOW)
+		return do_reboot(in, &res->rebooting, err);
+	return 0;
+}
+
+/* ---- after the reboot ---- */
+
+static void result_from(struct boot_check_result *res, const struct state_install *p, int booted)
+{
+	snprintf(res->version, sizeof(res->version), "%s", p->version);
+	res->counter = p->counter;
+	res->booted = booted;
+}
+
+static void append(struct boot_check_result *res, const char *fmt, ...) _printf_(2, 3);
+static void append(struct boot_check_result *res, const char *fmt, ...)
+{
+	size_t len = strlen(res->report);
+	va_list ap;
+
+	if (len + 1 >= sizeof(res->report))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(res->report + len, sizeof(res->report) - len, fmt, ap);
+	va_end(ap);
+}
+
+/* Built in: the state database is sound, the store (if any) readable;
+ * then every executable of health-dir. */
+static int health_checks(struct installer *in, const struct hook_ctx *h, struct boot_check_result *res,
+			 struct perr *err)
+{
+	struct report_buf rb = { in, "health", NULL, 0 };
+	struct perr e = { "" };
+	size_t len;
+	int k;
+
+	if ((k = state_quick_check(in->st, &e)) < 0) {
+		append(res, "health state-db: failed: %s\n", e.msg);
+		return perr_set(err, -ECANCELED, "built-in health check: %s", e.msg);
+	}
+	append(res, "health state-db: ok\n");
+	if (in->sc->store_dir) {
+		DIR *d = opendir(in->sc->store_dir);
+
+		if (!d) {
+			append(res, "health store: failed: %s: %s\n", in->sc->store_dir, strerror(errno));
+			return perr_set(err, -ECANCELED, "built-in health check: store %s: %s", in->sc->store_dir,
+					strerror(errno));
+		}
+		closedir(d);
+		append(res, "health store: ok\n");
+	}
+	len = strlen(res->report);
+	rb.buf = res->report + len;
+	rb.size = sizeof(res->report) - len;
+	k = hooks_run(in->sc->health_dir, h->env, in->sc->health_timeout_ms, false, on_report, &rb, err);
+	return k < 0 ? k : 0;
+}
+
+/* Switches back to the other slot and refuses the release. */
+static int roll_back(struct installer *in, const struct state_install *p, int reboot, const char *why,
+		     struct boot_check_result *res, struct perr *err)
+{
+	struct hook_ctx h;
+	struct perr e = { "" };
+	int k;
+
+	say(in, LOG_WARNING, "rolling back %s: %s", p->version, why);
+	if (strcmp(p->phase, install_phase_name(PHASE_ROLLBACK)) != 0 && (k = enter(in, PHASE_ROLLBACK, NULL, err)) < 0)
+		return k;
+	if ((k = state_refuse(in->st, p->release, p->version, p->counter, why)) < 0)
+		return perr_set(err, k, "state: %s", strerror(-k));
+	if ((k = bootloader_mark_bad(in->bl, p->slot, err)) < 0)
+		return k;
+	state_slot_set_state(in->st, p->slot, "bad");
+	hook_env(in, &h, p->release, p->version, p->counter, p->slot, PHASE_ROLLBACK, p->source);
+	if (run_hooks(in, "rollback", &h, res->report + strlen(res->report), sizeof(res->report) - strlen(res->report),
+		      &e) < 0)
+		say(in, LOG_WARNING, "rollback hook: %s (the rollback goes on)", e.msg);
+	if ((k = state_install_end(in->st, "rolled-back", why)) < 0)
+		return perr_set(err, k, "state: %s", strerror(-k));
+	res->outcome = BOOT_CHECK_ROLLED_BACK;
+	if (res->booted == p->slot && (reboot < 0 ? in->sc->reboot : reboot) == REBOOT_NOW)
+		return do_reboot(in, &res->rebooting, err);
+	return 0;
+}
+
+static int commit(struct installer *in, const struct state_install *p, int reboot, bool run_health,
+		  struct boot_check_result *res, struct perr *err)
+{
+	_cleanup_(manifest_freep) struct manifest *m = NULL;
+	struct hook_ctx h;
+	struct perr e = { "" };
+	int k;
+
+	hook_env(in, &h, p->release, p->version, p->counter, p->slot, PHASE_HEALTH, p->source);
+	if (run_health) {
+		if ((k = enter(in, PHASE_HEALTH, NULL, err)) < 0)
+			return k;
+		if ((k = health_checks(in, &h, res, &e)) < 0)
+			return roll_back(in, p, reboot, e.msg, res, err);
+	}
+	if ((k = enter(in, PHASE_COMMIT, NULL, err)) < 0)
+		return k;
+	hook_env(in, &h, p->release, p->version, p->counter, p->slot, PHASE_COMMIT, p->source);
+	if ((k = run_hooks(in, "commit", &h, res->report + strlen(res->report), sizeof(res->report) - strlen(res->report),
+			   &e)) < 0) {
+		char why[300];
+
+		snprintf(why, sizeof(why), "commit hook: %s", e.msg);
+		return roll_back(in, p, reboot, why, res, err);
+	}
+	if ((k = manifest_parse(p->manifest, p->manifest_len, &m, err)) < 0)
+		return k;
+	/* the floors first: once committed, nothing older may come back */
+	if ((k = state_floor_raise(in->st, "counter", p->counter)) < 0 ||
+	    (k = state_floor_raise(in->st, "time", m->created)) < 0)
+		return perr_set(err, k, "state: raising the floors failed: %s", strerror(-k));
+	if ((k = bootloader_commit(in->bl, p->slot, err)) < 0)
+		return k;
+	if ((k = state_slot_set(in->st, p->slot, "good", p->release, m, p->manifest, p->manifest_len)) < 0 ||
+	    (k = state_install_end(in->st, "committed", "")) < 0)
+		return perr_set(err, k, "state: %s", strerror(-k));
+	res->outcome = BOOT_CHECK_COMMITTED;
+	say(in, LOG_NOTICE, "committed %s in slot %s", p->version, in->sc->slots[p->slot].bootname);
+	return 0;
+}
+
+/* The bootloader went back to the old slot without our word. */
+static int fell_back(struct installer *in, const struct state_install *p, struct boot_check_result *res,
+		     struct perr *err)
+{
+	struct hook_ctx h;
+	struct perr e = { "" };
+	char why[256];
+	int k;
+
+	snprintf(why, sizeof(why), "slot %s did not complete a boot: the bootloader fell back to slot %s",
+		 in->sc->slots[p->slot].bootname, in->sc->slots[res->booted].bootname);
+	say(in, LOG_WARNING, "%s %s", p->version, why);
+	if ((k = state_refuse(in->st, p->release, p->version, p->counter, why)) < 0)
+		return perr_set(err, k, "state: %s", strerror(-k));
+	/* leave no trial behind, whatever the bootloader did */
+	if ((k = bootloader_mark_bad(in->bl, p->slot, err)) < 0)
+		return k;
+	state_slot_set_state(in->st, p->slot, "bad");
+	hook_env(in, &h, p->release, p->version, p->counter, p->slot, PHASE_ROLLBACK, p->source);
+	if (run_hooks(in, "rollback", &h, res->report, sizeof(res->report), &e) < 0)
+		say(in, LOG_WARNING, "rollback hook: %s", e.msg);
+	if ((k = state_install_end(in->st, "fell-back", why)) < 0)
+		return perr_set(err, k, "state: %s", strerror(-k));
+	res->outcome = BOOT_CHECK_FELL_BACK;
+	append(res, "%s\n", why);
+	return 0;
+}
+
+/* Loads the pending install and the booted slot. 0, or -ENOENT when none. */
+static int pending(struct installer *in, struct state_install *p, int *booted, char *boot_id, size_t size,
+		   struct boot_check_result *res, struct perr *err)
+{
+	int k;
+
+	memset(res, 0, sizeof(*res));
+	res->booted = -1;
+	if ((k = lock(in, err)) < 0)
+		return k;
+	if ((k = boot_booted_slot(in->sc, booted, boot_id, size, err)) < 0)
+		return k;
+	res->booted = *booted;
+	k = state_install_get(in->st, p);
+	if (k < 0 && k != -ENOENT)
+		return perr_set(err, k, "state: %s", strerror(-k));
+	if (k == 0)
+		result_from(res, p, *booted);
+	return k;
+}
+
+int installer_boot_check(struct installer *in, int reboot, struct boot_check_result *res, struct perr *err)
+{
+	struct boot_check_result dummy;
+	struct state_install p = { 0 };
+	struct boot_env env;
+	enum install_phase ph;
+	char boot_id[64];
+	int booted, k;
+
+	if (!res)
+		res = &dummy;
+	k = pending(in, &p, &booted, boot_id, sizeof(boot_id), res, err);
+	if (k == -ENOENT) {
+		res->outcome = BOOT_CHECK_NOTHING;
+		return 0;
+	}
+	if (k < 0)
+		return k;
+	ph = install_phase_from_name(p.phase);
+	if (ph == PHASE_MARK_TRIAL) {
+		/* cut short while switching: the environment says whether it happened */
+		if ((k = bootloader_read(in->bl, &env, err)) < 0)
+			goto out;
+		if (env.primary == p.slot && env.trial) {
+			if ((k = enter(in, PHASE_REBOOT_PENDING, NULL, err)) < 0)
+				goto out;
+			ph = PHASE_REBOOT_PENDING;
+		}
+	}
+	if (ph < PHASE_REBOOT_PENDING) {
+		char why[128];
+
+		snprintf(why, sizeof(why), "interrupted in phase %s, before the bootloader was switched", p.phase);
+		say(in, LOG_NOTICE, "install of %s %s: abandoned", p.version, why);
+		k = state_install_end(in->st, "abandoned", why);
+		res->outcome = BOOT_CHECK_ABANDONED;
+		append(res, "%s\n", why);
+		goto out;
+	}
+	if (ph == PHASE_ROLLBACK) {
+		k = roll_back(in, &p, reboot, "rollback resumed after an interruption", res, err);
+		goto out;
+	}
+	if (!strcmp(boot_id, p.boot_id) && booted != p.slot) {
+		res->outcome = BOOT_CHECK_REBOOT_PENDING;
+		k = 0;
+		goto out;
+	}
+	if (booted == p.slot)
+		k = commit(in, &p, reboot, true, res, err);
+	else
+		k = fell_back(in, &p, res, err);
+out:
+	free(p.manifest);
+	return k;
+}
+
+/* The operator's word on the trial of the booted slot. */
+static int judge_trial(struct installer *in, bool good, int reboot, struct boot_check_result *res, struct perr *err)
+{
+	struct state_install p = { 0 };
+	char boot_id[64];
+	int booted, k;
+
+	k = pending(in, &p, &booted, boot_id, sizeof(boot_id), res, err);
+	if (k == -ENOENT || (k == 0 && (booted != p.slot || install_phase_from_name(p.phase) < PHASE_REBOOT_PENDING)))
+		k = perr_set(err, -ENOENT, "no trial of the booted slot is pending: nothing to mark %s%s",
+			     good ? "good" : "bad", good ? "" : " (see 'shoal rollback')");
+	else if (k == 0 && good)
+		k = commit(in, &p, REBOOT_NONE, false, res, err);
+	else if (k == 0)
+		k = roll_back(in, &p, reboot, "marked bad by the operator", res, err);
+	free(p.manifest);
+	return k;
+}
+
+int installer_mark_good(struct installer *in, struct boot_check_result *res, struct perr *err)
+{
+	return judge_trial(in, true, REBOOT_NONE, res, err);
+}
+
+int installer_mark_bad(struct installer *in, int reboot, struct boot_check_result *res, struct perr *err)
+{
+	return judge_trial(in, false, reboot, res, err);
+}
+
+int installer_rollback(struct installer *in, int reboot, struct boot_check_result *res, struct perr *err)
+{
+	struct state_install p = { 0 };
+	struct state_slot other = { 0 };
+	char boot_id[64];
+	int booted, k;
+
+	k = pending(in, &p, &booted, boot_id, sizeof(boot_id), res, err);
+	if (k == 0) {
+		enum install_phase ph = install_phase_from_name(p.phase);
+
+		if (booted == p.slot && ph >= PHASE_REBOOT_PENDING) {
+			k = roll_back(in, &p, reboot, "rolled back by the operator", res, err);
+		} else {
+			/* not booted yet: cancel the trial; the release did nothing wrong */
+			if (ph >= PHASE_MARK_TRIAL && (k = bootloader_commit(in->bl, booted, err)) < 0)
+				goto out;
+			state_slot_set_state(in->st, p.slot, "installed");
+			k = state_install_end(in->st, "cancelled", "cancelled by the operator before the reboot");
+			res->outcome = BOOT_CHECK_ABANDONED;
+		}
+		goto out;
+	}
+	if (k != -ENOENT)
+		goto out;
+	/* nothing pending: back to what the other slot holds */
+	{
+		int o = booted ? 0 : 1;
+
+		k = state_slot_get(in->st, o, &other);
+		free(other.manifest);
+		if (k < 0 || !other.has_release || (strcmp(other.state, "good") && strcmp(other.state, "installed"))) {
+			k = perr_set(err, -ENOENT, "slot %s holds no verified release to go back to",
+				     in->sc->slots[o].bootname);
+			goto out;
+		}
+		if ((k = bootloader_commit(in->bl, o, err)) < 0)
+			goto out;
+		state_event_add(in->st, other.release, other.version, o, "rollback", "switched",
+				"the operator went back to the other slot");
+		snprintf(res->version, sizeof(res->version), "%s", other.version);
+		res->counter = other.counter;
+		res->outcome = BOOT_CHECK_ROLLED_BACK;
+		say(in, LOG_NOTICE, "slot %s (%s) boots next", in->sc->slots[o].bootname, other.version);
+		if ((reboot < 0 ? in->sc->reboot : reboot) == REBOOT_NOW)
+			k = do_reboot(in, &res->rebooting, err);
+	}
+out:
+	free(p.manifest);
+	return k;
+}
+
+int installer_status(struct installer *in, struct installer_status *ret, struct perr *err)
+{
+	struct perr e = { "" };
+	char boot_id[64];
+	int k;
+
+	memset(ret, 0, sizeof(*ret));
+	if (boot_booted_slot(in->sc, &ret->booted, boot_id, sizeof(boot_id), &e) < 0) {
+		ret->booted = -1;
+		snprintf(ret->booted_error, sizeof(ret->booted_error), "%s", e.msg);
+	}
+	if (bootloader_read(in->bl, &ret->env, &e) == 0)
+		ret->env_ok = true;
+	else
+		snprintf(ret->env_error, sizeof(ret->env_error), "%s", e.msg);
+	for (int i = 0; i < SYSCONF_SLOTS; i++) {
+		if (state_slot_get(in->st, i, &ret->slots[i]) == 0) {
+			ret->slot_known[i] = true;
+			free(ret->slots[i].manifest);
+			ret->slots[i].manifest = NULL;
+		}
+	}
+	k = state_install_get(in->st, &ret->install);
+	if (k == 0) {
+		ret->pending = true;
+		free(ret->install.manifest);
+		ret->install.manifest = NULL;
+	} else if (k != -ENOENT) {
+		return perr_set(err, k, "state: %s", strerror(-k));
+	}
+	state_floor_get(in->st, "counter", &ret->floor_counter);
+	state_floor_get(in->st, "keyring", &ret->floor_keyring);
+	state_floor_get(in->st, "time", &ret->floor_time);
+	return 0;
+}
