@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <libgen.h>
 #include <limits.h>
@@ -7,6 +8,8 @@
 #include <unistd.h>
 
 #include "conf.h"
+#include "txt.h"
+#include "wire.h"
 
 static const char *const role_names[] = { "device", "gateway", NULL };
 static const int role_values[] = { ROLE_DEVICE, ROLE_GATEWAY };
@@ -120,8 +123,50 @@ void conf_deinit(struct conf *c)
 	conf_keys_free(c, keys, ELEMENTSOF(keys));
 }
 
+int conf_parse_hostport(const char *s, struct sockaddr_in *ret)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	const char *colon = strrchr(s, ':');
+	unsigned long port;
+	char host[64], *end;
+
+	if (!colon || (size_t)(colon - s) >= sizeof(host) || colon[1] < '0' || colon[1] > '9')
+		return -EINVAL;
+	memcpy(host, s, (size_t)(colon - s));
+	host[colon - s] = '\0';
+	errno = 0;
+	port = strtoul(colon + 1, &end, 10);
+	if (errno || *end || port == 0 || port > 65535 || inet_pton(AF_INET, host, &sa.sin_addr) != 1)
+		return -EINVAL;
+	sa.sin_port = htons((uint16_t)port);
+	*ret = sa;
+	return 0;
+}
+
+/* Would a HELLO with this product and name go out? The codec refuses what
+ * a peer would. */
+static int hello_encodes(const char *product, const char *name)
+{
+	struct msg m = { .type = MSG_HELLO };
+	struct wbuf w = { 0 };
+	int k;
+
+	m.hello.version = WIRE_VERSION;
+	m.hello.product = product;
+	m.hello.product_len = strlen(product);
+	m.hello.name = name;
+	m.hello.name_len = strlen(name);
+	k = wire_encode(&m, &w);
+	wbuf_free(&w);
+	return k;
+}
+
 int conf_check(const struct conf *c, struct perr *err)
 {
+	struct sockaddr_in sa;
+	struct in6_addr a6;
+	int k;
+
 	if (!c->product)
 		return perr_set(err, -EINVAL, "[fleet] product is required: devices only take releases for their product");
 	if (c->trust.n == 0)
@@ -134,5 +179,32 @@ int conf_check(const struct conf *c, struct perr *err)
 		return perr_set(err, -EINVAL, "[gateway] keys are only for role = gateway");
 	if (!c->mdns && c->static_peers.n == 0 && !c->gateway && c->role == ROLE_DEVICE)
 		return perr_set(err, -EINVAL, "with mdns = no a device needs static_peer or gateway in [discovery]");
+	/* what would otherwise only fail at start, so that --check agrees */
+	if (hello_encodes(c->product, "x") < 0)
+		return perr_set(err, -EINVAL, "[fleet] product '%s' must be 1 to %u characters of A-Z a-z 0-9 . _ + : -",
+				c->product, WIRE_PRODUCT_MAX);
+	if (hello_encodes(c->product, c->name) < 0)
+		return perr_set(err, -EINVAL, "[daemon] name '%s' must be at most %u bytes of text without control characters",
+				c->name, WIRE_NAME_MAX);
+	if (inet_pton(AF_INET, c->listen_address, &sa.sin_addr) != 1 && inet_pton(AF_INET6, c->listen_address, &a6) != 1)
+		return perr_set(err, -EINVAL, "[daemon] listen_address '%s' is not an IPv4 or IPv6 address",
+				c->listen_address);
+	for (size_t i = 0; i < c->static_peers.n; i++)
+		if (conf_parse_hostport(c->static_peers.v[i], &sa) < 0)
+			return perr_set(err, -EINVAL, "[discovery] static_peer '%s' is not IPv4-ADDRESS:PORT",
+					c->static_peers.v[i]);
+	if (c->gateway && conf_parse_hostport(c->gateway, &sa) < 0)
+		return perr_set(err, -EINVAL, "[discovery] gateway '%s' is not IPv4-ADDRESS:PORT", c->gateway);
+	if (c->mdns) {
+		struct txt_info t = { .id = "0000000000000000", .proto = WIRE_VERSION };
+		struct txt_wire w;
+
+		if (strlen(c->fleet_tag) > TXT_FLEET_MAX)
+			return perr_set(err, -EINVAL, "[fleet] tag is %zu bytes; mDNS announces at most %u",
+					strlen(c->fleet_tag), TXT_FLEET_MAX);
+		snprintf(t.fleet, sizeof(t.fleet), "%s", c->fleet_tag);
+		if ((k = txt_format(&t, &w, err)) < 0)
+			return perr_prefix(err, k, "[fleet] tag cannot be announced over mDNS: ");
+	}
 	return 0;
 }

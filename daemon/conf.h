@@ -6,6 +6,8 @@
  * names the file, the line and what was wrong. */
 #pragma once
 
+#include <netinet/in.h>
+
 #include "confparse.h"
 
 enum conf_role {
@@ -64,5 +66,11 @@ void conf_deinit(struct conf *c);
 int conf_load(struct conf *c, const char *path, struct perr *err);
 
 /* Cross-key checks that a single line cannot make (a gateway needs a
- * store, a device a target, and so on). */
+ * store, a device a target, and so on), and every check of a value that
+ * would otherwise only fail at start (the fleet tag fits a TXT record, the
+ * product and name fit HELLO, addresses parse), so that `shoald --check`
+ * and a start agree. Files (keys, the fleet secret) are read at start. */
 int conf_check(const struct conf *c, struct perr *err);
+
+/* Parses "192.0.2.1:7070" (an IPv4 address, a port 1..65535). */
+int conf_parse_hostport(const char *s, struct sockaddr_in *ret);

@@ -1749,23 +1749,6 @@ void swarm_remove_candidate(struct swarm *sw, const struct sockaddr_in *addr)
 
 /* ---- setup ---- */
 
-static int parse_hostport(const char *s, struct sockaddr_in *ret)
-{
-	char host[64];
-	const char *colon = strrchr(s, ':');
-	unsigned long port;
-	char *end;
-
-	if (!colon || (size_t)(colon - s) >= sizeof(host))
-		return -EINVAL;
-	memcpy(host, s, (size_t)(colon - s));
-	host[colon - s] = '\0';
-	port = strtoul(colon + 1, &end, 10);
-	if (*end || port == 0 || port > 65535)
-		return -EINVAL;
-	return uv_ip4_addr(host, (int)port, ret) < 0 ? -EINVAL : 0;
-}
-
 static int import_release(struct swarm *sw, const char *path, struct perr *err)
 {
 	struct release *r = NULL;
@@ -1899,7 +1882,7 @@ int swarm_new(struct daemon *d, struct swarm **ret, struct perr *err)
 
 		if (!s)
 			continue;
-		if (parse_hostport(s, &sw->dialers[sw->n_dialers].addr) < 0)
+		if (conf_parse_hostport(s, &sw->dialers[sw->n_dialers].addr) < 0)
 			return perr_set(err, -EINVAL, "'%s' is not IPv4-ADDRESS:PORT", s);
 		snprintf(sw->dialers[sw->n_dialers].text, sizeof(sw->dialers[0].text), "%s", s);
 		sw->n_dialers++;

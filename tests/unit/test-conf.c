@@ -165,6 +165,57 @@ static void test_check(void **state)
 	conf_deinit(&c);
 }
 
+/* conf_check on a device config with one more line: 0, or -EINVAL with
+ * want in the message. */
+static void check_one(const char *extra, const char *want)
+{
+	char text[1024];
+	struct conf c;
+	struct perr err = { "" };
+
+	snprintf(text, sizeof(text), "[fleet]\nproduct = acme\ntrust = /a.pub\n[device]\ntarget = /t\n%s", extra);
+	write_text("one.conf", text);
+	assert_int_equal(load("one.conf", &c, &err), 0);
+	if (!want) {
+		if (conf_check(&c, &err) != 0)
+			fail_msg("'%s' refused: %s", extra, err.msg);
+	} else {
+		assert_int_equal(conf_check(&c, &err), -EINVAL);
+		if (!strstr(err.msg, want))
+			fail_msg("'%s': message '%s' lacks '%s'", extra, err.msg, want);
+	}
+	conf_deinit(&c);
+}
+
+/* What only failed at start before: --check must refuse it too. */
+static void test_check_what_start_refuses(void **state)
+{
+	char line[256];
+
+	(void)state;
+	snprintf(line, sizeof(line), "[fleet]\ntag = %063d\n", 0);
+	check_one(line, NULL);
+	snprintf(line, sizeof(line), "[fleet]\ntag = %064d\n", 0);
+	check_one(line, "[fleet] tag is 64 bytes; mDNS announces at most 63");
+	/* without mDNS the tag is not announced */
+	snprintf(line, sizeof(line), "[fleet]\ntag = %064d\n[discovery]\nmdns = no\ngateway = 192.0.2.1:7070\n", 0);
+	check_one(line, NULL);
+	check_one("[daemon]\nlisten_address = ::1\n", NULL);
+	check_one("[daemon]\nlisten_address = localhost\n", "listen_address 'localhost' is not an IPv4 or IPv6 address");
+	check_one("[discovery]\nstatic_peer = 192.0.2.7:7070\nstatic_peer = gw.example:7070\n",
+		  "static_peer 'gw.example:7070' is not IPv4-ADDRESS:PORT");
+	check_one("[discovery]\ngateway = 192.0.2.1:0\n", "gateway '192.0.2.1:0' is not IPv4-ADDRESS:PORT");
+	check_one("[discovery]\ngateway = 192.0.2.1:65536\n", "is not IPv4-ADDRESS:PORT");
+	check_one("[discovery]\ngateway = 192.0.2.1\n", "is not IPv4-ADDRESS:PORT");
+	check_one("[fleet]\nproduct = acme board\n", "[fleet] product 'acme board' must be 1 to 64 characters");
+	snprintf(line, sizeof(line), "[fleet]\nproduct = %065d\n", 0);
+	check_one(line, "must be 1 to 64 characters");
+	snprintf(line, sizeof(line), "[daemon]\nname = %065d\n", 0);
+	check_one(line, "[daemon] name '");
+	snprintf(line, sizeof(line), "[daemon]\nname = %064d\n", 0);
+	check_one(line, NULL);
+}
+
 static void test_parsers(void **state)
 {
 	uint64_t v;
@@ -193,6 +244,7 @@ int main(void)
 		cmocka_unit_test(test_errors_name_file_line_reason),
 		cmocka_unit_test(test_dropins_override_and_extend),
 		cmocka_unit_test(test_check),
+		cmocka_unit_test(test_check_what_start_refuses),
 		cmocka_unit_test(test_parsers),
 	};
 
