@@ -1,0 +1,162 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* shoal-sim: rollouts on simulated fleets. Only argument handling lives
+ * here; the scenario parser, the model and the output writers are in the
+ * library the tests link. */
+#include <getopt.h>
+#include <stdio.h>
+
+#include "config.h"
+#include "model.h"
+#include "output.h"
+#include "scenario.h"
+
+enum { EXIT_MISMATCH = 1, EXIT_USAGE = 2, EXIT_ERROR = 3 };
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: shoal-sim model SCENARIO [--out DIR] [--seed S] [--quiet]\n"
+		"       shoal-sim check SCENARIO\n"
+		"\n"
+		"  model   simulate the scenario in one process: every device runs the real\n"
+		"          transfer scheduler over modelled links and a simulated clock.\n"
+		"          Writes DIR/results.json and DIR/report.svg (DIR: sim-out) and\n"
+		"          prints a summary; a live view while it runs on a terminal.\n"
+		"  check   parse the scenario and print what it resolves to.\n"
+		"\n"
+		"  --out DIR   where results.json and report.svg go (created if needed)\n"
+		"  --seed S    replaces the scenario's [sim] seed\n"
+		"  --quiet     no live view and no summary table\n"
+		"\n"
+		"Exit status: 0 every device ended as [expect] says, 1 some did not,\n"
+		"2 bad usage or scenario, 3 the run or its output failed.\n"
+		"The scenario format is in docs/simulator.md.\n");
+}
+
+static int cmd_check(const struct scenario *s)
+{
+	printf("%s: %u devices in %u groups, image %" PRIu64 " bytes (chunks ~%u bytes, %.2f%% changed%s)\n", s->path,
+	       s->n_devices, s->n_groups, s->image_size, s->chunk_avg, s->changed_ppm / 1e4,
+	       s->base_v1 ? "" : ", no version 1 on the devices");
+	printf("gateway: up %" PRIu64 " B/s, down %" PRIu64 " B/s, latency %u us\n", s->gateway.up_bps,
+	       s->gateway.down_bps, s->gateway.latency_us);
+	printf("rollout: %s, %u canaries, install %" PRIu64 " ms, reboot %" PRIu64 " ms, health %" PRIu64 " ms\n",
+	       s->rollout == SCN_ROLLOUT_CAMPAIGN ? "campaign" : "auto", s->n_canaries, s->install_ms, s->reboot_ms,
+	       s->health_ms);
+	for (uint32_t i = 0; i < s->n_faults; i++)
+		printf("fault %s: %s on %s at %" PRIu64 " ms for %" PRIu64 " ms\n", s->faults[i].name,
+		       scn_fault_kind_name(s->faults[i].kind),
+		       s->faults[i].node == SCN_GATEWAY ? "gateway" : s->nodes[s->faults[i].node].name, s->faults[i].at_ms,
+		       s->faults[i].duration_ms);
+	for (uint32_t i = 0; i < s->n_devices; i++)
+		printf("%s group=%s up=%" PRIu64 " down=%" PRIu64 " latency_us=%u loss_ppm=%u%s expect=%s\n",
+		       s->nodes[i].name, s->groups[s->nodes[i].group].name, s->nodes[i].link.up_bps,
+		       s->nodes[i].link.down_bps, s->nodes[i].link.latency_us, s->nodes[i].link.loss_ppm,
+		       s->nodes[i].canary ? " canary" : "",
+		       s->nodes[i].has_expect ? scn_state_name(s->nodes[i].expect) : "-");
+	printf("Kumar-Ross bound: %.3f s\n", scenario_kumar_ross_s(s, scenario_fetch_bytes(s)));
+	return 0;
+}
+
+static int cmd_model(const struct scenario *s, const char *out, const struct model_opts *o, bool quiet)
+{
+	_cleanup_(sim_trace_freep) struct sim_trace *tr = NULL;
+	struct sim_results r;
+	struct perr err = { "" };
+	char path[4096];
+	bool ok;
+
+	if (sim_output_dir(out, &err) < 0) {
+		fprintf(stderr, "shoal-sim: %s\n", err.msg);
+		return EXIT_ERROR;
+	}
+	if (model_run(s, o, &r, &tr, &err) < 0) {
+		fprintf(stderr, "shoal-sim: %s\n", err.msg);
+		return EXIT_ERROR;
+	}
+	snprintf(path, sizeof(path), "%s/results.json", out);
+	if (sim_results_write_json(&r, path, &err) < 0)
+		goto fail;
+	snprintf(path, sizeof(path), "%s/report.svg", out);
+	if (sim_report_write_svg(&r, tr, path, &err) < 0)
+		goto fail;
+	if (!quiet)
+		sim_summary_print(stdout, &r);
+	ok = sim_results_expect_ok(&r, stderr);
+	printf("results: %s/results.json, report: %s/report.svg%s\n", out, out,
+	       s->has_expect ? (ok ? "; every device ended as expected" : "; SOME DEVICES DID NOT END AS EXPECTED") : "");
+	free(r.node);
+	return ok ? 0 : EXIT_MISMATCH;
+fail:
+	fprintf(stderr, "shoal-sim: %s\n", err.msg);
+	free(r.node);
+	return EXIT_ERROR;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "out", required_argument, NULL, 'o' },
+		{ "seed", required_argument, NULL, 's' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{}
+	};
+	_cleanup_(scenario_freep) struct scenario *s = NULL;
+	struct model_opts mo = { .live = stdout };
+	struct perr err = { "" };
+	const char *out = "sim-out", *cmd;
+	bool quiet = false;
+	int c;
+
+	while ((c = getopt_long(argc, argv, "o:s:qhV", opts, NULL)) != -1) {
+		switch (c) {
+		case 'o':
+			out = optarg;
+			break;
+		case 's': {
+			char *end;
+
+			errno = 0;
+			mo.seed = strtoull(optarg, &end, 0);
+			if (errno || *end || !*optarg || *optarg == '-') {
+				fprintf(stderr, "shoal-sim: --seed wants a whole number, not '%s'\n", optarg);
+				return EXIT_USAGE;
+			}
+			mo.seed_set = true;
+			break;
+		}
+		case 'q':
+			quiet = true;
+			mo.live = NULL;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 'V':
+			printf("shoal-sim %s\n", SHOAL_VERSION);
+			return 0;
+		default:
+			usage(stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (argc - optind != 2) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	cmd = argv[optind];
+	if (strcmp(cmd, "model") != 0 && strcmp(cmd, "check") != 0) {
+		fprintf(stderr, "shoal-sim: unknown command '%s'%s\n", cmd,
+			!strcmp(cmd, "run") ? " (process mode is not built yet: use model)" : "");
+		return EXIT_USAGE;
+	}
+	if (scenario_load(argv[optind + 1], &s, &err) < 0) {
+		fprintf(stderr, "shoal-sim: %s\n", err.msg);
+		return EXIT_USAGE;
+	}
+	if (!strcmp(cmd, "check"))
+		return cmd_check(s);
+	return cmd_model(s, out, &mo, quiet);
+}
