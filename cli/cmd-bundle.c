@@ -17,7 +17,10 @@ static void bundle_help(void)
 	       "into one file for a USB stick or an offline site. Each chunk is read\n"
 	       "from the store and checked against its id first, so a damaged store\n"
 	       "never makes a bundle. Chunks stay zstd-compressed where that saves\n"
-	       "space. 'shoal release show' and 'shoal release verify' take the file.\n");
+	       "space. 'shoal release show' and 'shoal release verify' take the file.\n\n"
+	       "  DIR                a release directory ('shoal release create' makes it)\n"
+	       "  -o, --output FILE  the bundle to write (replaced atomically)\n"
+	       "  -h, --help         this text\n");
 }
 
 static int id_cmp(const void *a, const void *b)

@@ -145,13 +145,19 @@ static int client_verb(const char *verb, int argc, char **argv)
 		case 's': sock = optarg; break;
 		case 'C': sysconf = optarg; break;
 		case 'h':
-			printf("Usage: shoal %s [--json] [--socket PATH]\n\n"
-			       "Asks the running shoald (control socket %s, or $SHOAL_CONTROL_SOCKET)\n"
-			       "and prints its answer; --json prints it as JSON.\n", verb, DEFAULT_SOCKET);
+			printf("Usage: shoal %s [--json] [--socket PATH]%s\n\n"
+			       "Asks the running shoald and prints its answer.\n", verb,
+			       is_status ? " [--system-conf FILE]" : "");
 			if (is_status)
-				printf("\nstatus also shows the slots, the booted slot, the bootloader's trial state\n"
-				       "and the installed release from the system config (--system-conf FILE,\n"
-				       "$SHOAL_SYSTEM_CONF or /etc/shoal/system.conf); it needs no shoald for that.\n");
+				printf("status also shows the slots, the booted slot, the bootloader's trial state\n"
+				       "and the installed release from the system config; it needs no shoald for that.\n");
+			printf("\n  --json              print the answer as JSON\n"
+			       "  --socket PATH       shoald's control socket (default $SHOAL_CONTROL_SOCKET\n"
+			       "                      or %s)\n", DEFAULT_SOCKET);
+			if (is_status)
+				printf("  --system-conf FILE  the system config (default $SHOAL_SYSTEM_CONF or\n"
+				       "                      /etc/shoal/system.conf)\n");
+			printf("  -h, --help          this text\n");
 			return EXIT_OK;
 		default: return usage_error(verb, "invalid option");
 		}

@@ -115,7 +115,8 @@ static void keyring_help(void)
 	       "  --threshold T       distinct listed keys a release needs (default 1)\n"
 	       "  --expires TIME      the keyring is refused after TIME\n"
 	       "  --key-expires TIME  listed keys are valid until TIME\n"
-	       "  -o, --output FILE   where to write it\n\n"
+	       "  -o, --output FILE   where to write it\n"
+	       "  -h, --help          this text\n\n"
 	       "TIME: 2027-01-31, 2027-01-31T12:00:00Z, @UNIXSECONDS or +30d/+12h/+90m/+60s\n");
 }
 

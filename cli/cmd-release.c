@@ -415,7 +415,8 @@ static void create_help(void)
 	       "  --jobs N             compression threads (default: number of CPUs)\n"
 	       "  --created TIME       creation time (default now, or SOURCE_DATE_EPOCH)\n"
 	       "  --force              replace an existing DIR/manifest.shoal\n"
-	       "  -o, --output DIR     release directory (created if needed)\n");
+	       "  -o, --output DIR     release directory (created if needed)\n"
+	       "  -h, --help           this text\n");
 }
 
 static int parse_chunking(const char *s, struct chunker_params *p)
@@ -807,7 +808,9 @@ static void show_help(void)
 	printf("Usage: shoal release show [--json] DIR|BUNDLE\n\n"
 	       "Shows what a release holds: product, version, counter, size, chunks,\n"
 	       "signers, keyring, expiry. Signatures are not checked here: use\n"
-	       "'shoal release verify'. --json prints every field, the chunk table too.\n");
+	       "'shoal release verify'.\n\n"
+	       "  --json      print every field as JSON, the chunk table too\n"
+	       "  -h, --help  this text\n");
 }
 
 static int release_show(int argc, char **argv)
@@ -861,7 +864,8 @@ static void verify_help(void)
 	       "  --trust ROOT.pub    a trusted root public key (repeatable, at least one)\n"
 	       "  --keyring FILE      a keyring the device already holds; the newest valid\n"
 	       "                      keyring (this or the release's) decides\n"
-	       "  --signatures-only   skip reading the chunks\n");
+	       "  --signatures-only   skip reading the chunks\n"
+	       "  -h, --help          this text\n");
 }
 
 /* Picks the keyring that decides: the highest version among those that
