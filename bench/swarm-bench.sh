@@ -30,6 +30,8 @@
 #   --dir DIR        where the images and logs go (default /tmp)
 #   --keep           keep the work directory (logs) afterwards
 #   --curve          print every device's completion time
+# SHOAL_EXTRA (environment): lines added to every shoal device's
+# configuration, for experiments (e.g. $'[transfer]\nupload_slots = 16').
 # Prints a Markdown table on stdout, progress and a profile on stderr.
 # Runs at nice -20 (NICE=...) so that other work on the machine disturbs
 # all three tools less; the shared 2 cores still move the figures.
