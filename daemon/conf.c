@@ -45,6 +45,11 @@ static const struct conf_key keys[] = {
 	K("transfer", "ban_time", DURATION, ban_ms, 1000, UINT64_C(30) * 86400000),
 	K("gateway", "store_dir", STR, store_dir, 0, 0),
 	K("gateway", "import", LIST, import, 0, 0),
+	K("gateway", "origin", LIST, origin, 0, 0),
+	K("gateway", "origin_interval", DURATION, origin_interval_ms, 1000, UINT64_C(7) * 86400000),
+	K("gateway", "origin_connections", U32, origin_connections, 1, 64),
+	K("gateway", "origin_rate", SIZE, origin_rate, 0, UINT64_MAX),
+	K("gateway", "origin_ca_file", STR, origin_ca_file, 0, 0),
 	K("device", "target", STR, target, 0, 0),
 	K("device", "reuse", LIST, reuse, 0, 0),
 	K("device", "auto_fetch", BOOL, auto_fetch, 0, 0),
@@ -109,6 +114,8 @@ int conf_init(struct conf *c)
 		.request_timeout_ms = 10000,
 		.ban_ms = 600000,
 		.auto_fetch = true,
+		.origin_interval_ms = 15 * 60000,
+		.origin_connections = 4,
 	};
 	gethostname(host, sizeof(host) - 1);
 	if (conf_set_str(&c->name, host) < 0 || conf_set_str(&c->state_dir, "/var/lib/shoal") < 0 ||
@@ -175,7 +182,11 @@ int conf_check(const struct conf *c, struct perr *err)
 		return perr_set(err, -EINVAL, "[gateway] store_dir is required for role = gateway");
 	if (c->role == ROLE_DEVICE && !c->target)
 		return perr_set(err, -EINVAL, "[device] target is required for role = device");
-	if (c->role == ROLE_DEVICE && (c->store_dir || c->import.n))
+	for (size_t i = 0; i < c->origin.n; i++)
+		if (strncmp(c->origin.v[i], "http://", 7) && strncmp(c->origin.v[i], "https://", 8))
+			return perr_set(err, -EINVAL, "[gateway] origin '%s': only http:// and https:// URLs",
+					c->origin.v[i]);
+	if (c->role == ROLE_DEVICE && (c->store_dir || c->import.n || c->origin.n))
 		return perr_set(err, -EINVAL, "[gateway] keys are only for role = gateway");
 	if (!c->mdns && c->static_peers.n == 0 && !c->gateway && c->role == ROLE_DEVICE)
 		return perr_set(err, -EINVAL, "with mdns = no a device needs static_peer or gateway in [discovery]");

@@ -49,6 +49,11 @@ struct conf {
 	/* [gateway] */
 	char *store_dir;
 	struct conf_list import; /* release directories or bundles seeded at start */
+	struct conf_list origin; /* HTTP(S) URLs of release directories */
+	uint64_t origin_interval_ms;
+	uint32_t origin_connections;
+	uint64_t origin_rate;  /* bytes/s over all origin transfers, 0: unlimited */
+	char *origin_ca_file;
 
 	/* [device] */
 	char *target;            /* where a fetched image is assembled */

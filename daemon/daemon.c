@@ -13,6 +13,7 @@
 #include "discovery.h"
 #include "keys.h"
 #include "log.h"
+#include "origin.h"
 #include "swarm.h"
 
 /* ---- control socket: one JSON request per line, one JSON reply per line ---- */
@@ -89,6 +90,10 @@ static json_t *status_json(struct daemon *d)
 		json_object_set_new(o, "peer_count", json_integer((json_int_t)json_array_size(peers)));
 		json_decref(peers);
 		json_object_set_new(o, "fetch", swarm_fetch_json(d->swarm));
+		if (d->origin)
+			json_object_set_new(o, "origins", origin_json(d->origin));
+		json_object_set_new(json_object_get(o, "bytes"), "origin",
+				    json_integer((json_int_t)state_counter_get(d->st, "rx_origin")));
 	}
 	return o;
 }
@@ -243,6 +248,7 @@ static void signal_cb(uv_signal_t *s, int signum)
 	log_notice("received %s, shutting down", signum == SIGTERM ? "SIGTERM" : "SIGINT");
 	unlink(d->conf.control_socket);
 	swarm_stop(d->swarm);
+	origin_stop(d->origin);
 	discovery_stop(d->disc); /* closes its handles with their own callbacks */
 	uv_walk(&d->loop, close_walk_cb, NULL);
 }
@@ -260,7 +266,8 @@ int daemon_init(struct daemon *d, struct perr *err)
 	    (k = device_key_load(d->conf.state_dir, &d->device_sk, d->device_pk, err)) < 0 ||
 	    (k = fleet_key_load(d->conf.fleet_secret_file, &d->fleet_key, err)) < 0 ||
 	    (k = listen_tcp(d, err)) < 0 || (k = listen_control(d, err)) < 0 ||
-	    (k = swarm_new(d, &d->swarm, err)) < 0 || (k = discovery_new(d, &d->disc, err)) < 0)
+	    (k = swarm_new(d, &d->swarm, err)) < 0 || (k = origin_new(d, &d->origin, err)) < 0 ||
+	    (k = discovery_new(d, &d->disc, err)) < 0)
 		return k;
 	uv_signal_init(&d->loop, &d->sigterm);
 	uv_signal_init(&d->loop, &d->sigint);
@@ -310,12 +317,14 @@ void daemon_deinit(struct daemon *d)
 {
 	if (d->loop_ready) {
 		swarm_stop(d->swarm);
+		origin_stop(d->origin);
 		discovery_stop(d->disc);
 		uv_walk(&d->loop, close_walk_cb, NULL);
 		uv_run(&d->loop, UV_RUN_DEFAULT);
 		uv_loop_close(&d->loop);
 	}
 	discovery_free(d->disc);
+	origin_free(d->origin);
 	swarm_free(d->swarm);
 	state_close(d->st);
 	sodium_free(d->device_sk);

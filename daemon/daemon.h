@@ -25,6 +25,7 @@ struct daemon {
 	bool control_open;
 	uint64_t started_ms;
 	struct swarm *swarm;
+	struct origin *origin;  /* a gateway's HTTP origins and store */
 	struct discovery *disc; /* NULL with [discovery] mdns = no */
 	bool stopping;
 	bool loop_ready;

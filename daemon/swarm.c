@@ -1749,10 +1749,31 @@ void swarm_remove_candidate(struct swarm *sw, const struct sockaddr_in *addr)
 
 /* ---- setup ---- */
 
+/* The keyring a release would be checked with: its own when newer than
+ * ours (and then it must pass the roots), ours otherwise. */
+static const struct keyring *keyring_for(struct swarm *sw, const struct keyring *own)
+{
+	return own && (!sw->keyring || own->version > sw->keyring->version) ? own : sw->keyring;
+}
+
+int swarm_check_release(struct swarm *sw, const struct manifest *m, const struct keyring *own, struct perr *err)
+{
+	const struct keyring *kr = keyring_for(sw, own);
+	int k;
+
+	if (kr == own && kr && (k = trust_check_keyring(&sw->roots, kr, now_s(), err)) < 0)
+		return k;
+	return trust_check_manifest(&sw->roots, kr, m, now_s(), NULL, err);
+}
+
+bool swarm_holds(struct swarm *sw, const uint8_t id[HASH_SIZE])
+{
+	return held_find(sw, id) != NULL;
+}
+
 static int import_release(struct swarm *sw, const char *path, struct perr *err)
 {
 	struct release *r = NULL;
-	struct keyring *kr;
 	uint8_t *mbytes = NULL;
 	size_t mlen;
 	struct held *h;
@@ -1761,12 +1782,9 @@ static int import_release(struct swarm *sw, const char *path, struct perr *err)
 
 	if ((k = release_open(path, &r, err)) < 0)
 		return k;
-	kr = r->keyring && (!sw->keyring || r->keyring->version > sw->keyring->version) ? r->keyring : sw->keyring;
-	if (kr == r->keyring && kr && (k = trust_check_keyring(&sw->roots, kr, now_s(), err)) < 0)
+	if ((k = swarm_check_release(sw, r->manifest, r->keyring, err)) < 0)
 		goto fail;
-	if ((k = trust_check_manifest(&sw->roots, kr, r->manifest, now_s(), NULL, err)) < 0)
-		goto fail;
-	if (kr == r->keyring && kr) {
+	if (r->keyring && keyring_for(sw, r->keyring) == r->keyring) {
 		keyring_free(sw->keyring);
 		free(sw->keyring_bytes);
 		sw->keyring = NULL;
@@ -1781,6 +1799,12 @@ static int import_release(struct swarm *sw, const char *path, struct perr *err)
 		k = perr_set(err, -ENOMEM, "out of memory");
 		goto fail;
 	}
+	if (held_find(sw, h->id)) { /* the same release from another source */
+		h->m = NULL;
+		held_free(h);
+		release_close(r);
+		return 0;
+	}
 	r->manifest = NULL;
 	h->src = r;
 	h->next = sw->held;
@@ -1793,6 +1817,15 @@ fail:
 	free(mbytes);
 	release_close(r);
 	return perr_prefix(err, k, "%s: ", path);
+}
+
+int swarm_import(struct swarm *sw, const char *path, struct perr *err)
+{
+	int k = import_release(sw, path, err);
+
+	if (k >= 0)
+		broadcast_releases(sw);
+	return k;
 }
 
 static int restore_cb(void *ud, const struct state_release *r)

@@ -7,6 +7,9 @@
 #include <jansson.h>
 #include <uv.h>
 
+#include "keyring.h"
+#include "manifest.h"
+
 struct daemon;
 struct swarm;
 
@@ -29,6 +32,15 @@ void swarm_remove_candidate(struct swarm *sw, const struct sockaddr_in *addr);
 /* For the TXT record: the newest release counter this node holds (0:
  * none) and its load (connected peers). */
 uint64_t swarm_newest_counter(struct swarm *sw);
+/* A gateway: seeds the release directory or bundle at path (its
+ * signatures checked first) and tells the peers. Holding it already is
+ * not an error. */
+int swarm_import(struct swarm *sw, const char *path, struct perr *err);
+/* Checks a release's signatures (with its own keyring when that is newer
+ * than the one the swarm holds) before anything of it is fetched. */
+int swarm_check_release(struct swarm *sw, const struct manifest *m, const struct keyring *own,
+			struct perr *err);
+bool swarm_holds(struct swarm *sw, const uint8_t id[HASH_SIZE]);
 unsigned swarm_load(struct swarm *sw);
 
 /* For the control socket. */

@@ -73,6 +73,14 @@ int tbucket_take(struct tbucket *b, uint64_t n, uint64_t now_ms)
 	return tbucket_take_all(&one, 1, n, now_ms);
 }
 
+void tbucket_charge(struct tbucket *b, uint64_t n, uint64_t now_ms)
+{
+	if (b->rate_bps == 0)
+		return;
+	refill(b, now_ms);
+	b->tokens -= (int64_t)((n < TBUCKET_MAX_TAKE ? n : TBUCKET_MAX_TAKE) * 1000);
+}
+
 uint64_t tbucket_delay_ms(const struct tbucket *b, uint64_t n, uint64_t now_ms)
 {
 	int64_t have, need;

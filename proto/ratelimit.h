@@ -39,6 +39,11 @@ int tbucket_set(struct tbucket *b, uint64_t rate_bps, uint64_t burst, uint64_t n
  * TBUCKET_MAX_TAKE). A time before last_ms counts as last_ms. */
 int tbucket_take(struct tbucket *b, uint64_t n, uint64_t now_ms);
 
+/* Removes n bytes whatever the bucket holds, for bytes that already
+ * moved (a download whose size was not known before): the debt delays
+ * the next takes, so the long-run rate holds. n is capped at
+ * TBUCKET_MAX_TAKE. */
+void tbucket_charge(struct tbucket *b, uint64_t n, uint64_t now_ms);
 /* Milliseconds from now_ms until a take of n would succeed (0: now). */
 uint64_t tbucket_delay_ms(const struct tbucket *b, uint64_t n, uint64_t now_ms);
 

@@ -119,6 +119,25 @@ static void test_bucket_delay_exact(void **state)
 	}
 }
 
+/* A charge for bytes that already moved leaves a debt that delays the
+ * next take by exactly the time the rate needs to pay it back. */
+static void test_bucket_charge(void **state)
+{
+	struct tbucket b;
+
+	(void)state;
+	assert_int_equal(tbucket_init(&b, 1000, 500, 0), 0);
+	tbucket_charge(&b, 2500, 0); /* 500 held: 2000 of debt */
+	assert_int_equal(tbucket_take(&b, 1, 0), -EAGAIN);
+	assert_int_equal(tbucket_delay_ms(&b, 1, 0), 2001);
+	assert_int_equal(tbucket_take(&b, 1, 2000), -EAGAIN);
+	assert_int_equal(tbucket_take(&b, 1, 2001), 0);
+	/* an unlimited bucket ignores charges */
+	assert_int_equal(tbucket_init(&b, 0, 0, 0), 0);
+	tbucket_charge(&b, UINT64_MAX, 0);
+	assert_int_equal(tbucket_take(&b, 1u << 20, 0), 0);
+}
+
 static void test_bucket_limits(void **state)
 {
 	struct tbucket b, c, *both[] = { &b, &c, NULL };
@@ -310,6 +329,7 @@ int main(void)
 		cmocka_unit_test(test_bucket_burst),
 		cmocka_unit_test(test_bucket_idle_no_overflow),
 		cmocka_unit_test(test_bucket_delay_exact),
+		cmocka_unit_test(test_bucket_charge),
 		cmocka_unit_test(test_bucket_limits),
 		cmocka_unit_test(test_upslots_fifo),
 		cmocka_unit_test(test_upslots_rotation_bytes),
