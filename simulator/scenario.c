@@ -393,7 +393,7 @@ static int do_groups(struct vctx *v, struct scenario *s, bool *mark)
 		return ctx_fail(v->c, v->e->line, -E2BIG, "more than %u groups", SCN_MAX_GROUPS);
 	gi = s->n_groups++;
 	g = &s->groups[gi];
-	snprintf(g->name, sizeof(g->name), "%s", v->e->key);
+	snprintf(g->name, sizeof(g->name), "%.*s", SCN_NAME_MAX - 1, v->e->key);
 	if (isdigit((unsigned char)v->e->val[0])) {
 		if (val_uint(v, 1, s->n_devices, &count) < 0)
 			return -EINVAL;
