@@ -112,6 +112,7 @@ struct half {
 	uint32_t epoch;  /* of the connection: events of an older one are dropped */
 	bool up;
 	bool in_sched;
+	bool tracked;    /* the other's scheduler has us (mirrors its in_sched) */
 	bool wants_slot;
 	uint64_t banned_until; /* this node banned the other (us); no connection before */
 	uint32_t *q;           /* requests of other to serve, a ring of UPQ_MAX */
@@ -399,6 +400,14 @@ static void flow_end(struct model *m, struct flow *f)
 
 /* ---- the downloading side (swarm.c's fetch) ---- */
 
+static void set_in_sched(struct model *m, struct node *n, uint32_t hi, bool on)
+{
+	struct half *h = &n->nb[hi];
+
+	h->in_sched = on;
+	m->nodes[h->other].nb[h->back].tracked = on;
+}
+
 static void pump_peer(struct model *m, struct node *n, uint32_t hi)
 {
 	struct half *h = &n->nb[hi];
@@ -493,7 +502,7 @@ static void add_to_sched(struct model *m, struct node *n, uint32_t hi)
 		return;
 	}
 	h->sp = sp;
-	h->in_sched = true;
+	set_in_sched(m, n, hi, true);
 	n->half_of_sp[sp] = hi;
 	drain_events(m, n);
 }
@@ -505,7 +514,7 @@ static void fetch_complete(struct model *m, struct node *n)
 	sched_free(n->s);
 	n->s = NULL;
 	for (uint32_t i = 0; i < n->n_nb; i++)
-		n->nb[i].in_sched = false;
+		set_in_sched(m, n, i, false);
 	n->complete_s = m->now / 1e6;
 	trace(m, n);
 	if (m->sc->max_installing && m->installing >= m->sc->max_installing) {
@@ -637,11 +646,9 @@ static void on_have(struct model *m, const struct event *ev)
 		 * all the same, but for a held unit that only updates counts that
 		 * no decision reads again (a held unit is never wanted), and
 		 * skipping it halves the model's cost. */
-		if (!h->up || !o->s || has_chunk(o, ev->c))
+		if (!h->tracked || has_chunk(o, ev->c))
 			continue;
 		back = &o->nb[h->back];
-		if (!back->in_sched)
-			continue;
 		r = sched_peer_has(o->s, back->sp, ev->c);
 		if (r < 0) {
 			m->err = r;
@@ -793,7 +800,7 @@ static void disconnect(struct model *m, struct node *n, uint32_t hi)
 		x->epoch++;
 		if (x->in_sched && xn->s)
 			sched_peer_remove(xn->s, x->sp);
-		x->in_sched = false;
+		set_in_sched(m, xn, s ? h->back : hi, false);
 		x->qn = 0;
 		release_slot(m, xn, x);
 		if (x->flow)
