@@ -90,6 +90,8 @@ static json_t *status_json(struct daemon *d)
 		json_object_set_new(o, "peer_count", json_integer((json_int_t)json_array_size(peers)));
 		json_decref(peers);
 		json_object_set_new(o, "fetch", swarm_fetch_json(d->swarm));
+		if (d->conf.role == ROLE_DEVICE)
+			json_object_set_new(o, "forward_cache", swarm_cache_json(d->swarm));
 		if (d->origin)
 			json_object_set_new(o, "origins", origin_json(d->origin));
 		json_object_set_new(json_object_get(o, "bytes"), "origin",

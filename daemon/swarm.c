@@ -39,6 +39,12 @@
  * peer, or the gateway again after a while) while the receiver is
  * connected. */
 #define RECENT_MS 3000u
+/* A device forwards chunks the way they came (compressed): the chunks its
+ * peers ask for are mostly the ones it just received. The cache holds the
+ * newest ones up to this many bytes; a miss is compressed again. */
+#define ZCACHE_BYTES (8u << 20)
+#define ZCACHE_MAX 512u
+#define ZSTD_SERVE_LEVEL 1
 
 /* A release this node can serve: imported (gateway: chunks from a release
  * directory or bundle) or fetched (device: chunks from the target file,
@@ -114,8 +120,24 @@ struct peer {
 	uint8_t rbuf[65536];
 };
 
+struct zcache_entry {
+	uint8_t id[HASH_SIZE];
+	uint8_t *data; /* one zstd frame */
+	size_t len;
+};
+
+/* A ring of the newest compressed chunks (insertion order = eviction
+ * order). */
+struct zcache {
+	struct zcache_entry e[ZCACHE_MAX];
+	size_t head, n, bytes;
+};
+
 struct swarm {
 	struct daemon *d;
+	struct zcache zc;
+	ZSTD_CCtx *cctx; /* a device compressing a chunk the cache misses */
+	uint64_t zc_hits, zc_misses;
 	struct peer *peers;
 	struct held *held;
 	struct fetch *fetch;
@@ -248,7 +270,103 @@ static struct held *held_find(struct swarm *sw, const uint8_t id[HASH_SIZE])
 
 /* Reads chunk i of h in its stored form for sending: zstd from a store,
  * whatever the bundle holds, plain from a device's target. */
-static int held_read(struct held *h, uint32_t i, struct msg *out, uint8_t **buf, struct perr *err)
+static void zcache_drop_oldest(struct zcache *zc)
+{
+	struct zcache_entry *e = &zc->e[zc->head];
+
+	zc->bytes -= e->len;
+	free(e->data);
+	e->data = NULL;
+	zc->head = (zc->head + 1) % ZCACHE_MAX;
+	zc->n--;
+}
+
+/* Keeps a copy of one stored (zstd) chunk; the oldest go first. */
+static void zcache_put(struct zcache *zc, const uint8_t id[HASH_SIZE], const uint8_t *data, size_t len)
+{
+	struct zcache_entry *e;
+	uint8_t *copy;
+
+	if (len > ZCACHE_BYTES / 4 || !(copy = malloc(len)))
+		return;
+	memcpy(copy, data, len);
+	while (zc->n && (zc->n == ZCACHE_MAX || zc->bytes + len > ZCACHE_BYTES))
+		zcache_drop_oldest(zc);
+	e = &zc->e[(zc->head + zc->n) % ZCACHE_MAX];
+	memcpy(e->id, id, HASH_SIZE);
+	e->data = copy;
+	e->len = len;
+	zc->bytes += len;
+	zc->n++;
+}
+
+/* Newest first: a chunk cached twice is found by its latest copy. */
+static const struct zcache_entry *zcache_get(const struct zcache *zc, const uint8_t id[HASH_SIZE])
+{
+	for (size_t i = zc->n; i-- > 0;) {
+		const struct zcache_entry *e = &zc->e[(zc->head + i) % ZCACHE_MAX];
+
+		if (!memcmp(e->id, id, HASH_SIZE))
+			return e;
+	}
+	return NULL;
+}
+
+static void zcache_clear(struct zcache *zc)
+{
+	while (zc->n)
+		zcache_drop_oldest(zc);
+}
+
+/* A chunk of a device's image: from the cache of compressed chunks, or
+ * read and compressed again (and cached: the next peer wants it too);
+ * plain when compressing does not pay. */
+static int device_read(struct swarm *sw, struct held *h, const struct manifest_chunk *c, struct msg *out,
+		       uint8_t **buf, struct perr *err)
+{
+	const struct zcache_entry *z = zcache_get(&sw->zc, c->id);
+	uint8_t *zbuf;
+	size_t zlen;
+	int k;
+
+	if (z) {
+		sw->zc_hits++;
+		if (!(*buf = malloc(z->len)))
+			return -ENOMEM;
+		memcpy(*buf, z->data, z->len);
+		out->chunk.enc = CHUNK_ENC_ZSTD;
+		out->chunk.stored = *buf;
+		out->chunk.stored_len = z->len;
+		return 0;
+	}
+	sw->zc_misses++;
+	if (!(*buf = malloc(c->len)))
+		return -ENOMEM;
+	if ((k = pread_full(h->fd, *buf, c->len, (off_t)c->offset)) < 0)
+		return perr_set(err, k, "target: %s", strerror(-k));
+	out->chunk.enc = CHUNK_ENC_PLAIN;
+	out->chunk.stored = *buf;
+	out->chunk.stored_len = c->len;
+	if (!sw->cctx && !(sw->cctx = ZSTD_createCCtx()))
+		return 0;
+	if (!(zbuf = malloc(c->len)))
+		return 0;
+	/* worth it only when it saves at least 1/32 */
+	if (chunk_compress(sw->cctx, ZSTD_SERVE_LEVEL, *buf, c->len, zbuf, c->len - c->len / 32, &zlen) < 0) {
+		free(zbuf);
+		return 0;
+	}
+	zcache_put(&sw->zc, c->id, zbuf, zlen);
+	free(*buf);
+	*buf = zbuf;
+	out->chunk.enc = CHUNK_ENC_ZSTD;
+	out->chunk.stored = zbuf;
+	out->chunk.stored_len = zlen;
+	return 0;
+}
+
+static int held_read(struct swarm *sw, struct held *h, uint32_t i, struct msg *out, uint8_t **buf,
+		     struct perr *err)
 {
 	const struct manifest_chunk *c = chunk_of(h, i);
 	int k;
@@ -281,15 +399,7 @@ static int held_read(struct held *h, uint32_t i, struct msg *out, uint8_t **buf,
 		out->chunk.stored_len = n;
 		return 0;
 	}
-	*buf = malloc(c->len);
-	if (!*buf)
-		return -ENOMEM;
-	if ((k = pread_full(h->fd, *buf, c->len, (off_t)c->offset)) < 0)
-		return perr_set(err, k, "target: %s", strerror(-k));
-	out->chunk.enc = CHUNK_ENC_PLAIN;
-	out->chunk.stored = *buf;
-	out->chunk.stored_len = c->len;
-	return 0;
+	return device_read(sw, h, c, out, buf, err);
 }
 
 /* ---- sending ---- */
@@ -1039,6 +1149,8 @@ static void on_chunk(struct peer *p, const struct msg_chunk *c)
 		log_err("target: writing chunk %s failed: %s", hex16(c->id, hex), strerror(-k));
 		return;
 	}
+	if (c->enc == CHUNK_ENC_ZSTD) /* to forward as it came */
+		zcache_put(&sw->zc, c->id, c->stored, c->stored_len);
 	flush_haves(sw);
 	sched_on_chunk(f->sched, p->sp, first, true, uv_now(&sw->d->loop));
 	if (tbucket_take(&sw->down_all, c->stored_len, uv_now(&sw->d->loop)) < 0)
@@ -1247,7 +1359,7 @@ static void serve_pump(struct swarm *sw)
 			progress = true;
 			if (!h) {
 				send_not_found(p, id);
-			} else if (held_read(h, ci, &out, &buf, &err) == 0) {
+			} else if (held_read(sw, h, ci, &out, &buf, &err) == 0) {
 				fault_corrupt(sw, &out);
 				h->sent_ms[ci] = now;
 				h->sent_to[ci] = (uint64_t)(uintptr_t)p;
@@ -1963,6 +2075,8 @@ void swarm_free(struct swarm *sw)
 	if (!sw)
 		return;
 	fetch_free(sw->fetch);
+	zcache_clear(&sw->zc);
+	ZSTD_freeCCtx(sw->cctx);
 	while (sw->held) {
 		struct held *h = sw->held;
 
@@ -1975,6 +2089,12 @@ void swarm_free(struct swarm *sw)
 	free(sw->root_keys);
 	free(sw->dialers);
 	free(sw);
+}
+
+json_t *swarm_cache_json(struct swarm *sw)
+{
+	return json_pack("{s:I, s:I, s:I, s:I}", "hits", (json_int_t)sw->zc_hits, "misses", (json_int_t)sw->zc_misses,
+			 "chunks", (json_int_t)sw->zc.n, "bytes", (json_int_t)sw->zc.bytes);
 }
 
 json_t *swarm_peers_json(struct swarm *sw)

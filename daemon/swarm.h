@@ -46,3 +46,6 @@ unsigned swarm_load(struct swarm *sw);
 /* For the control socket. */
 json_t *swarm_peers_json(struct swarm *sw);
 json_t *swarm_fetch_json(struct swarm *sw);
+/* The device's cache of compressed chunks it forwards: hits, misses
+ * (read and compressed again), what it holds. */
+json_t *swarm_cache_json(struct swarm *sw);
