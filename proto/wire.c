@@ -31,7 +31,7 @@ const char *msg_type_name(unsigned type)
 
 /* The manifest's product alphabet: a HELLO product that could never equal a
  * manifest's is malformed, not merely unknown. */
-static bool product_ok(const char *s, size_t n)
+bool wire_product_ok(const char *s, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		char c = s[i];
@@ -45,7 +45,7 @@ static bool product_ok(const char *s, size_t n)
 	return true;
 }
 
-static int rd_id(struct rd *r, uint8_t ret[HASH_SIZE], const char *what)
+int wire_rd_id(struct rd *r, uint8_t ret[HASH_SIZE], const char *what)
 {
 	const uint8_t *p;
 	int k = rd_bytes(r, HASH_SIZE, &p, what);
@@ -106,7 +106,7 @@ static int dec_hello(struct rd *r, struct msg_hello *m)
 	at = r->base + r->off;
 	if ((k = rd_str(r, 1, WIRE_PRODUCT_MAX, &m->product, &m->product_len, "product")) < 0)
 		return k;
-	if (!product_ok(m->product, m->product_len))
+	if (!wire_product_ok(m->product, m->product_len))
 		return perr_set(r->err, -EBADMSG, "product at byte %zu is not made of A-Z a-z 0-9 . _ + : -", at);
 	at = r->base + r->off;
 	if ((k = rd_str(r, 0, WIRE_NAME_MAX, &m->name, &m->name_len, "name")) < 0)
@@ -127,7 +127,7 @@ static int dec_releases(struct rd *r, struct msg_releases *m)
 	for (size_t i = 0; i < m->n; i++) {
 		struct release_info *e = &m->v[i];
 
-		if ((k = rd_id(r, e->id, "release id")) < 0 || (k = rd_u64(r, &e->counter, "release counter")) < 0 ||
+		if ((k = wire_rd_id(r, e->id, "release id")) < 0 || (k = rd_u64(r, &e->counter, "release counter")) < 0 ||
 		    (k = rd_u32(r, &e->held, "chunks held")) < 0 || (k = rd_u32(r, &e->total, "chunks total")) < 0)
 			return k;
 		if (e->total < 1 || e->total > MANIFEST_MAX_CHUNKS)
@@ -144,7 +144,7 @@ static int dec_get_manifest(struct rd *r, struct msg_get_manifest *m)
 {
 	int k;
 
-	if ((k = rd_id(r, m->id, "release id")) < 0 || (k = rd_u32(r, &m->offset, "offset")) < 0)
+	if ((k = wire_rd_id(r, m->id, "release id")) < 0 || (k = rd_u32(r, &m->offset, "offset")) < 0)
 		return k;
 	if (m->offset >= WIRE_MANIFEST_TOTAL_MAX)
 		return perr_set(r->err, -EBADMSG, "offset %" PRIu32 " is past the largest manifest (%u bytes)",
@@ -156,7 +156,7 @@ static int dec_manifest_part(struct rd *r, struct msg_manifest_part *m)
 {
 	int k;
 
-	if ((k = rd_id(r, m->id, "release id")) < 0 || (k = rd_u32(r, &m->total, "total length")) < 0)
+	if ((k = wire_rd_id(r, m->id, "release id")) < 0 || (k = rd_u32(r, &m->total, "total length")) < 0)
 		return k;
 	if (m->total < 1 || m->total > WIRE_MANIFEST_TOTAL_MAX)
 		return perr_set(r->err, -EBADMSG, "total length %" PRIu32 ", allowed 1..%u", m->total,
@@ -178,7 +178,7 @@ static int dec_bitfield(struct rd *r, struct msg_bitfield *m)
 	size_t nbytes;
 	int k;
 
-	if ((k = rd_id(r, m->id, "release id")) < 0 || (k = rd_u32(r, &m->count, "chunk count")) < 0)
+	if ((k = wire_rd_id(r, m->id, "release id")) < 0 || (k = rd_u32(r, &m->count, "chunk count")) < 0)
 		return k;
 	if (m->count < 1 || m->count > WIRE_BITFIELD_CHUNKS_MAX)
 		return perr_set(r->err, -EBADMSG, "chunk count %" PRIu32 ", allowed 1..%u", m->count,
@@ -196,7 +196,7 @@ static int dec_have(struct rd *r, struct msg_have *m)
 {
 	int k;
 
-	if ((k = rd_id(r, m->id, "release id")) < 0 || (k = rd_u16(r, &m->n, "index count")) < 0)
+	if ((k = wire_rd_id(r, m->id, "release id")) < 0 || (k = rd_u16(r, &m->n, "index count")) < 0)
 		return k;
 	if (m->n < 1 || m->n > WIRE_HAVE_MAX)
 		return perr_set(r->err, -EBADMSG, "index count %u, allowed 1..%u", m->n, WIRE_HAVE_MAX);
@@ -219,7 +219,7 @@ static int dec_request(struct rd *r, struct msg_request *m)
 	if (m->n < 1 || m->n > WIRE_REQUEST_MAX)
 		return perr_set(r->err, -EBADMSG, "chunk id count %u, allowed 1..%u", m->n, WIRE_REQUEST_MAX);
 	for (size_t i = 0; i < m->n; i++)
-		if ((k = rd_id(r, m->ids[i], "chunk id")) < 0)
+		if ((k = wire_rd_id(r, m->ids[i], "chunk id")) < 0)
 			return k;
 	return 0;
 }
@@ -229,7 +229,7 @@ static int dec_chunk(struct rd *r, struct msg_chunk *m)
 	size_t at;
 	int k;
 
-	if ((k = rd_id(r, m->id, "chunk id")) < 0)
+	if ((k = wire_rd_id(r, m->id, "chunk id")) < 0)
 		return k;
 	at = r->base + r->off;
 	if ((k = rd_u8(r, &m->enc, "encoding")) < 0)
@@ -245,17 +245,6 @@ static int dec_chunk(struct rd *r, struct msg_chunk *m)
 	if (m->enc == 0)
 		return rd_rest(r, m->plain_len, m->plain_len, &m->stored, &m->stored_len, "stored bytes (plain)");
 	return rd_rest(r, 1, FRAME_MAX, &m->stored, &m->stored_len, "stored bytes (zstd)");
-}
-
-static int dec_json(struct rd *r, struct msg_json *m)
-{
-	const uint8_t *p = NULL; /* set on success; gcc -O3 cannot tell */
-	int k;
-
-	if ((k = rd_rest(r, 1, WIRE_JSON_MAX, &p, &m->len, "JSON text")) < 0)
-		return k;
-	m->text = (const char *)p;
-	return 0;
 }
 
 static int dec_goodbye(struct rd *r, struct msg_goodbye *m)
@@ -302,13 +291,13 @@ static int dec_payload(struct rd *r, struct msg *m)
 	case MSG_CHUNK:
 		return dec_chunk(r, &m->chunk);
 	case MSG_NOT_FOUND:
-		return rd_id(r, m->not_found.id, "chunk id");
+		return wire_rd_id(r, m->not_found.id, "chunk id");
 	case MSG_CANCEL:
-		return rd_id(r, m->cancel.id, "chunk id");
+		return wire_rd_id(r, m->cancel.id, "chunk id");
 	case MSG_REPORT:
-		return dec_json(r, &m->report);
+		return report_decode(r, &m->report);
 	case MSG_COMMAND:
-		return dec_json(r, &m->command);
+		return command_decode(r, &m->command);
 	case MSG_PING:
 		return rd_u64(r, &m->ping.nonce, "nonce");
 	case MSG_PONG:
@@ -428,13 +417,9 @@ static int enc_payload(const struct msg *m, struct wbuf *w)
 	case MSG_CANCEL:
 		return wbuf_put(w, m->cancel.id, HASH_SIZE);
 	case MSG_REPORT:
-		if (m->report.len > WIRE_JSON_MAX)
-			return -EINVAL;
-		return wbuf_put(w, m->report.text, m->report.len);
+		return report_encode(&m->report, w);
 	case MSG_COMMAND:
-		if (m->command.len > WIRE_JSON_MAX)
-			return -EINVAL;
-		return wbuf_put(w, m->command.text, m->command.len);
+		return command_encode(&m->command, w);
 	case MSG_PING:
 		return wbuf_u64(w, m->ping.nonce);
 	case MSG_PONG:

@@ -16,6 +16,7 @@
 
 #include "chunker.h"
 #include "codec.h"
+#include "fleet.h"
 #include "keyring.h"
 #include "manifest.h"
 #include "sig.h"
@@ -41,7 +42,6 @@
 #define WIRE_HAVE_MAX 1024u
 #define WIRE_REQUEST_MAX 64u
 #define WIRE_CHUNK_MAX CHUNKER_MAX_LIMIT /* 4 MiB of plain bytes */
-#define WIRE_JSON_MAX (64u * 1024)
 #define WIRE_GOODBYE_TEXT_MAX 256u
 
 enum msg_type {
@@ -180,12 +180,7 @@ struct msg_chunk_ref { /* NOT_FOUND, CANCEL */
 	uint8_t id[HASH_SIZE];
 };
 
-/* REPORT, COMMAND: the rest of the payload, 1..64 KiB. Not checked to be
- * JSON here (the daemon parses it). */
-struct msg_json {
-	const char *text;
-	size_t len;
-};
+/* REPORT and COMMAND: struct msg_report and struct msg_command, fleet.h. */
 
 struct msg_ping { /* PING, PONG */
 	uint64_t nonce;
@@ -216,13 +211,18 @@ struct msg {
 		struct msg_chunk chunk;
 		struct msg_chunk_ref not_found;
 		struct msg_chunk_ref cancel;
-		struct msg_json report;
-		struct msg_json command;
+		struct msg_report report;
+		struct msg_command command;
 		struct msg_ping ping;
 		struct msg_ping pong;
 		struct msg_goodbye goodbye;
 	};
 };
+
+/* Shared with fleet.c: the manifest's product alphabet, and a release or
+ * chunk id read into ret. */
+bool wire_product_ok(const char *s, size_t n);
+int wire_rd_id(struct rd *r, uint8_t ret[HASH_SIZE], const char *what);
 
 /* "HELLO", ..., or NULL for a type outside the table. */
 const char *msg_type_name(unsigned type);

@@ -95,10 +95,43 @@ static void check_bounds(const struct msg *m, const uint8_t *data, size_t size)
 	case MSG_NOT_FOUND:
 	case MSG_CANCEL:
 		break;
-	case MSG_REPORT:
+	case MSG_REPORT: {
+		const struct msg_report *r = &m->report;
+
+		check(r->version >= 1 && (r->version > 1 || !r->ext_len), "REPORT version, ext only past version 1");
+		check(r->product.len >= 1 && r->product.len <= MANIFEST_PRODUCT_MAX &&
+			      within(r->product.s, r->product.len, data, size), "REPORT product");
+		check(r->name.len <= 64 && text_is_clean(r->name.s, r->name.len), "REPORT name");
+		check(r->n_tags <= REPORT_TAGS_MAX && r->n_health <= REPORT_HEALTH_MAX &&
+			      r->n_inv <= REPORT_INVENTORY_MAX, "REPORT list counts");
+		for (size_t i = 0; i < r->n_tags; i++)
+			check(r->tags[i].key.len >= 1 && r->tags[i].key.len <= REPORT_TAG_KEY_MAX &&
+				      fleet_key_ok(r->tags[i].key.s, r->tags[i].key.len) &&
+				      r->tags[i].value.len <= REPORT_TAG_VALUE_MAX &&
+				      within(r->tags[i].value.s, r->tags[i].value.len, data, size),
+			      "REPORT tag");
+		for (size_t i = 0; i < r->n_health; i++)
+			check(r->health[i].ok <= 1 && r->health[i].output.len <= REPORT_HEALTH_OUTPUT_MAX &&
+				      fleet_output_ok(r->health[i].output.s, r->health[i].output.len) &&
+				      within(r->health[i].output.s, r->health[i].output.len, data, size),
+			      "REPORT health check");
+		for (size_t i = 0; i < r->n_inv; i++)
+			check(r->inv[i].key.len >= 1 && r->inv[i].key.len <= REPORT_INV_KEY_MAX &&
+				      r->inv[i].value.len <= REPORT_INV_VALUE_MAX &&
+				      text_is_clean(r->inv[i].value.s, r->inv[i].value.len),
+			      "REPORT inventory");
+		check(r->state <= REPORT_STATE_LAST && r->progress_done <= r->progress_total &&
+			      (r->booted_slot < REPORT_SLOTS_MAX || r->booted_slot == REPORT_SLOT_NONE),
+		      "REPORT state, progress, slot");
+		check(r->last_error.len <= REPORT_ERROR_MAX && r->phase.len <= REPORT_PHASE_MAX, "REPORT error, phase");
+		check(within(r->ext, r->ext_len, data, size), "REPORT ext");
+		break;
+	}
 	case MSG_COMMAND:
-		check(m->report.len >= 1 && m->report.len <= WIRE_JSON_MAX, "JSON length");
-		check(within(m->report.text, m->report.len, data, size), "JSON text");
+		check(m->command.version >= 1 && command_action_name(m->command.action) && m->command.campaign >= 1,
+		      "COMMAND version, action, campaign");
+		check(m->command.version > 1 || !m->command.ext_len, "COMMAND ext only past version 1");
+		check(within(m->command.ext, m->command.ext_len, data, size), "COMMAND ext");
 		break;
 	case MSG_PING:
 	case MSG_PONG:
@@ -138,8 +171,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	/* every strict prefix of a self-delimiting message is refused; the
 	 * ones that end in "the rest" only need the frame layer's length */
-	if (m.type != MSG_MANIFEST_PART && m.type != MSG_KEYRING && m.type != MSG_REPORT &&
-	    m.type != MSG_COMMAND && !(m.type == MSG_CHUNK && m.chunk.enc == 1))
+	if (m.type != MSG_MANIFEST_PART && m.type != MSG_KEYRING && !(m.type == MSG_REPORT && m.report.version > 1) &&
+	    !(m.type == MSG_COMMAND && m.command.version > 1) && !(m.type == MSG_CHUNK && m.chunk.enc == 1))
 		check(wire_decode(data, size - 1, &again, NULL) < 0, "a truncated message is refused");
 
 	wbuf_free(&w);

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "chunk.h"
+#include "fleet.h"
 #include "helpers.h"
 
 void make_key(uint8_t seed, struct test_key *ret)
@@ -232,4 +233,65 @@ void assert_failed_at(int got, const struct perr *err, const char *file, int lin
 		print_error("returned %d \"%s\", expected a negative errno and a message\n", got, err->msg);
 	_assert_true(got < 0, "negative errno", file, line);
 	_assert_true(err->msg[0] != '\0', "message is set", file, line);
+}
+
+#define S(lit) { lit, sizeof(lit) - 1 }
+
+void fixture_report(struct msg_report *ret)
+{
+	static const struct report_tag tags[] = { { S("customer"), S("acme") }, { S("line"), S("3") } };
+	static const struct report_health health[] = {
+		{ S("state-db"), 1, S("") },
+		{ S("10-app"), 0, S("app: port 80 closed\n\tretried 3 times\n") },
+	};
+	static const struct report_inv inv[] = { { S("kernel"), S("6.1.0-18-amd64") }, { S("serial"), S("SN 0042") } };
+	struct msg_report m = {
+		.version = 1, .seq = 3, .uptime_s = 3600, .free_bytes = UINT64_C(1) << 33,
+		.product = S("acme-gw"), .name = S("line 3, station 7"),
+		.n_tags = ELEMENTSOF(tags), .booted_slot = 1, .installed_counter = 41,
+		.installed_version = S("1.4.0"), .state = REPORT_FAILED, .phase = S("rollback"),
+		.target_counter = 42, .progress_done = 10, .progress_total = 20,
+		.last_error = S("health check 10-app failed"),
+		.n_health = ELEMENTSOF(health), .n_inv = ELEMENTSOF(inv),
+	};
+
+	memcpy(m.tags, tags, sizeof(tags));
+	memcpy(m.health, health, sizeof(health));
+	memcpy(m.inv, inv, sizeof(inv));
+	for (size_t i = 0; i < HASH_SIZE; i++) {
+		m.installed[i] = (uint8_t)(0x10 + i);
+		m.target[i] = (uint8_t)(0x80 + i);
+	}
+	*ret = m;
+}
+
+static bool rs_eq(const struct report_str *a, const struct report_str *b)
+{
+	return a->len == b->len && (a->len == 0 || !memcmp(a->s, b->s, a->len));
+}
+
+bool report_equal(const struct msg_report *a, const struct msg_report *b)
+{
+	if (a->version != b->version || a->seq != b->seq || a->uptime_s != b->uptime_s ||
+	    a->free_bytes != b->free_bytes || !rs_eq(&a->product, &b->product) || !rs_eq(&a->name, &b->name) ||
+	    a->n_tags != b->n_tags || a->booted_slot != b->booted_slot ||
+	    memcmp(a->installed, b->installed, HASH_SIZE) || a->installed_counter != b->installed_counter ||
+	    !rs_eq(&a->installed_version, &b->installed_version) || a->state != b->state ||
+	    !rs_eq(&a->phase, &b->phase) || memcmp(a->target, b->target, HASH_SIZE) ||
+	    a->target_counter != b->target_counter || a->progress_done != b->progress_done ||
+	    a->progress_total != b->progress_total || !rs_eq(&a->last_error, &b->last_error) ||
+	    a->n_health != b->n_health || a->n_inv != b->n_inv || a->ext_len != b->ext_len ||
+	    (a->ext_len && memcmp(a->ext, b->ext, a->ext_len)))
+		return false;
+	for (size_t i = 0; i < a->n_tags; i++)
+		if (!rs_eq(&a->tags[i].key, &b->tags[i].key) || !rs_eq(&a->tags[i].value, &b->tags[i].value))
+			return false;
+	for (size_t i = 0; i < a->n_health; i++)
+		if (!rs_eq(&a->health[i].name, &b->health[i].name) || a->health[i].ok != b->health[i].ok ||
+		    !rs_eq(&a->health[i].output, &b->health[i].output))
+			return false;
+	for (size_t i = 0; i < a->n_inv; i++)
+		if (!rs_eq(&a->inv[i].key, &b->inv[i].key) || !rs_eq(&a->inv[i].value, &b->inv[i].value))
+			return false;
+	return true;
 }

@@ -91,3 +91,10 @@ void assert_err_at(int got, int want, const struct perr *err, const char *needle
 /* Asserts a negative errno together with a non-empty message. */
 #define assert_failed(got, err) assert_failed_at((got), (err), __FILE__, __LINE__)
 void assert_failed_at(int got, const struct perr *err, const char *file, int line);
+
+/* A REPORT with every field and list in use (tags, health checks with a
+ * multi-line output, inventory), pointing into static strings. */
+struct msg_report;
+void fixture_report(struct msg_report *ret);
+/* Field by field, and the bytes behind every string. */
+bool report_equal(const struct msg_report *a, const struct msg_report *b);

@@ -177,14 +177,14 @@ static int script_frame(struct ep *e, const uint8_t *p, size_t n)
 		memcpy(m.chunk.id, in.request.ids[0], HASH_SIZE);
 		break;
 	case MSG_CHUNK: {
-		static const char report[] = "{\"state\":\"downloaded\"}";
 		int k;
 
 		m = (struct msg){ .type = MSG_HAVE, .have = { .n = 3, .idx = { 0, 5, 11 } } };
 		id_of(0x12, m.have.id);
 		if ((k = send_msg(e, &m)) < 0)
 			return k;
-		m = (struct msg){ .type = MSG_REPORT, .report = { .text = report, .len = strlen(report) } };
+		m = (struct msg){ .type = MSG_REPORT };
+		fixture_report(&m.report);
 		if ((k = send_msg(e, &m)) < 0)
 			return k;
 		m = (struct msg){ .type = MSG_GOODBYE, .goodbye = { .reason = GOODBYE_SHUTDOWN, .text = "done",
