@@ -18,8 +18,10 @@
  *    PEER_STALLED: the connection is closed and dialled again 2 s later.
  * Serving: requests queue per connection; upload slots (proto/ratelimit's
  * upslots, shoald's 4 by default) decide which connections are served; the
- * chunk sent is the oldest queued one that did not go out in the last 3 s
- * (shoald's RECENT_MS), as in swarm.c's pick_queued().
+ * chunk sent is the oldest queued one that never went out, else the oldest
+ * that did not go out in the last 3 s (shoald's RECENT_MS); the gateway
+ * answers "later" for a chunk it sent another live node in those 3 s
+ * (super-seeding), as in swarm.c's pick_queued().
  *
  * The network: each connection being served carries one chunk at a time
  * (TCP streams the queue); a transfer's rate is min(uplink of the sender /
@@ -143,6 +145,7 @@ struct node {
 	uint32_t gw_half; /* the connection to the gateway */
 	struct upslots slots;
 	uint64_t *sent_us; /* when each chunk last went out (0: never) */
+	uint32_t *sent_to; /* ... and to which node */
 	struct flow **out, **in;
 	uint32_t n_out, n_in, cap_out, cap_in;
 	/* results */
@@ -690,19 +693,41 @@ static void serve_pump(struct model *m, struct node *n)
 		;
 	for (uint32_t hi = 0; hi < n->n_nb; hi++) {
 		struct half *h = &n->nb[hi];
-		uint32_t pick = 0, idx;
+		uint32_t pick = UINT32_MAX, fresh = UINT32_MAX, idx;
 
 		if (!h->qn || h->flow || !h->up || !upslots_may_send(&n->slots, h->other))
 			continue;
-		/* the oldest request for a chunk that did not go out lately */
-		for (uint32_t j = 0; j < h->qn; j++) {
+		/* swarm.c's pick_queued: the oldest request for a chunk that never
+		 * went out, else the oldest for one that did not go out lately; a
+		 * gateway answers "later" (NOT_FOUND) for a chunk it sent another
+		 * node that is still there moments ago (super-seeding) */
+		for (uint32_t j = 0; j < h->qn && fresh == UINT32_MAX;) {
 			uint32_t c = h->q[(h->qh + j) % UPQ_MAX];
 
-			if (!(n->sent_us[c] && m->now - n->sent_us[c] < RECENT_US)) {
-				pick = j;
-				break;
+			if (!n->sent_us[c]) {
+				fresh = j;
+			} else if (m->now - n->sent_us[c] >= RECENT_US) {
+				if (pick == UINT32_MAX)
+					pick = j;
+			} else if (n->is_gw && n->sent_to[c] != h->other && m->nodes[n->sent_to[c]].alive &&
+				   m->nodes[n->sent_to[c]].link_ok) {
+				push(m, m->now + path_latency(m, n->id, h->other), EV_NOT_FOUND, h->other, h->back, c,
+				     h->epoch, 0);
+				for (uint32_t k = j; k + 1 < h->qn; k++)
+					h->q[(h->qh + k) % UPQ_MAX] = h->q[(h->qh + k + 1) % UPQ_MAX];
+				h->qn--;
+				continue;
 			}
+			j++;
 		}
+		if (!h->qn) {
+			release_slot(m, n, h);
+			continue;
+		}
+		if (fresh != UINT32_MAX)
+			pick = fresh;
+		if (pick == UINT32_MAX)
+			pick = 0;
 		if (pick) {
 			uint32_t *a = &h->q[h->qh], *b = &h->q[(h->qh + pick) % UPQ_MAX], t = *a;
 
@@ -716,6 +741,7 @@ static void serve_pump(struct model *m, struct node *n)
 			push(m, m->now + path_latency(m, n->id, h->other), EV_NOT_FOUND, h->other, h->back, idx, h->epoch, 0);
 		} else {
 			n->sent_us[idx] = m->now ? m->now : 1;
+			n->sent_to[idx] = h->other;
 			flow_start(m, n->id, hi, idx);
 			upslots_sent(&n->slots, h->other, m->len[idx], now_ms(m));
 		}
@@ -1230,6 +1256,7 @@ static int setup(struct model *m)
 		n->alive = n->link_ok = true;
 		n->complete_s = n->settled_s = -1;
 		if (upslots_init(&n->slots, &up) < 0 || !(n->sent_us = calloc(m->n_chunks, sizeof(*n->sent_us))) ||
+		    !(n->sent_to = calloc(m->n_chunks, sizeof(*n->sent_to))) ||
 		    !(n->half_of_sp = malloc(m->sp.max_peers * sizeof(uint32_t))))
 			return -ENOMEM;
 		memset(n->half_of_sp, 0xff, m->sp.max_peers * sizeof(uint32_t));
@@ -1291,6 +1318,7 @@ static void teardown(struct model *m)
 		free(n->half_of_sp);
 		upslots_deinit(&n->slots);
 		free(n->sent_us);
+		free(n->sent_to);
 		for (uint32_t k = 0; k < n->n_out; k++)
 			free(n->out[k]);
 		free(n->out);

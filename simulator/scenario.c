@@ -582,7 +582,7 @@ static int do_fault(struct pctx *c, struct scenario *s, const char *sec, bool *m
 	struct scn_fault f = { 0 };
 	bool has_at = false, has_dur = false, gw = false;
 	unsigned sec_line = 0;
-	int kind;
+	int kind = 0;
 
 	for (size_t i = 0; i < c->n_e; i++) {
 		const struct ent *e = &c->e[i];
@@ -685,7 +685,7 @@ static int do_expect(struct pctx *c, struct scenario *s, bool *mark)
 	for (size_t i = 0; i < c->n_e; i++) {
 		const struct ent *e = &c->e[i];
 		struct vctx v = { c, e };
-		bool rest;
+		bool rest = false;
 		int st = -1;
 
 		if (strcmp(e->sec, "expect") != 0)
