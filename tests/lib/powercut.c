@@ -62,9 +62,11 @@
  * Every counted op takes one lock (flock on STATE/lock, plus a mutex for the
  * threads of a process), so the counter is global and an op and its undo
  * record are atomic with respect to a cut in another process. The process
- * that reaches K restores the files of every process (the logs live in
- * STATE), marks STATE/cut, and _exit(137)s; any other process dies at its
- * next op. Nothing in the shim runs atexit handlers.
+ * that reaches K marks STATE/cut, SIGKILLs every other process that did a
+ * tracked op (they sign in to STATE/pids, with their start time so that a
+ * reused pid is left alone), restores the files of every process (the logs
+ * live in STATE) and _exit(137)s; a process that had not signed in dies at
+ * its first op. Nothing in the shim runs atexit handlers.
  *
  * Built for the plain build: under ASan the sanitizer runtime must come
  * first in the library list, so the tests that preload this skip there. */
@@ -419,6 +421,66 @@ static bool fd_tracked(int fd, struct stat *st)
 
 static _Noreturn void cut(const char *op, const char *path);
 
+/* The start time of a process (field 22 of /proc/PID/stat), 0 if gone: with
+ * the pid it names one process, even once the pid is reused. */
+static unsigned long long start_time(pid_t pid)
+{
+	char p[64], buf[1024];
+	unsigned long long t = 0;
+	ssize_t n;
+	int fd;
+
+	snprintf(p, sizeof(p), "/proc/%d/stat", (int)pid);
+	if ((fd = real_open(p, O_RDONLY | O_CLOEXEC)) < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	real_close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	char *s = strrchr(buf, ')');
+
+	/* after "comm)": state is field 3, starttime field 22 */
+	for (int f = 2; s && f < 22; f++)
+		s = strchr(s + 1, ' ');
+	if (s)
+		t = strtoull(s + 1, NULL, 10);
+	return t;
+}
+
+/* Every process that does a tracked op signs in, so that the cut can stop
+ * them all before it restores anything: at a power cut no process runs on
+ * and sees the disk go back (or touches a mapping of a file that shrank). */
+static void sign_in(void)
+{
+	char p[PATH_MAX], line[64];
+	int fd, n;
+
+	spath(p, "pids", NULL);
+	n = snprintf(line, sizeof(line), "%d %llu\n", (int)getpid(), start_time(getpid()));
+	fd = real_open(p, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	if (fd < 0)
+		fail(p);
+	write_all(fd, line, (size_t)n, -1);
+	real_close(fd);
+}
+
+static void stop_everyone(void)
+{
+	char p[PATH_MAX];
+	FILE *f;
+	int pid;
+	unsigned long long t;
+
+	spath(p, "pids", NULL);
+	if (!(f = real_fopen(p, "r")))
+		return;
+	while (fscanf(f, "%d %llu", &pid, &t) == 2)
+		if (pid != getpid() && t && start_time(pid) == t)
+			kill(pid, SIGKILL);
+	real_fclose(f);
+}
+
 static void unlock(void)
 {
 	flock(pc.lock_fd, LOCK_UN);
@@ -442,6 +504,7 @@ static void lock(void)
 		if (pc.lock_fd < 0)
 			fail(p);
 		pc.pid = getpid();
+		sign_in();
 	}
 	while (flock(pc.lock_fd, LOCK_EX) < 0)
 		if (errno != EINTR)
@@ -951,6 +1014,7 @@ static _Noreturn void cut(const char *op, const char *path)
 		     path ? path : "-");
 	write_all(fd, line, (size_t)(n > 0 ? n : 0), -1);
 	real_close(fd);
+	stop_everyone();
 	restore_data();
 	restore_dirs();
 	clear_sub("undo");
