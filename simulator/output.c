@@ -450,7 +450,10 @@ void sim_summary_print(FILE *f, const struct sim_results *r)
 	fprintf(f, "  seed sent %.1f MiB (%.2f x the fetched part), peers sent %.1f MiB, reused locally %.1f MiB\n",
 		r->seed_bytes_sent / 1048576.0, r->fetch_bytes ? (double)r->seed_bytes_sent / r->fetch_bytes : 0,
 		r->peer_bytes_sent / 1048576.0, r->local_bytes_reused / 1048576.0);
-	fprintf(f, "  %.1f s simulated in %.2f s of wall time\n\n", r->end_s, r->wall_s);
+	if (r->mode && !strcmp(r->mode, "process"))
+		fprintf(f, "  %.1f s from the gateway's start; %.2f s of wall time with the set-up\n\n", r->end_s, r->wall_s);
+	else
+		fprintf(f, "  %.1f s simulated in %.2f s of wall time\n\n", r->end_s, r->wall_s);
 	fprintf(f, "%-16s %-12s %-8s %10s %10s %10s %10s %10s %10s %6s\n", "node", "state", "release", "complete",
 		"settled", "seed MiB", "peers MiB", "local MiB", "sent MiB", "bans");
 	if (r->nodes <= 40) {

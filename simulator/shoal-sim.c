@@ -8,6 +8,7 @@
 #include "config.h"
 #include "model.h"
 #include "output.h"
+#include "process.h"
 #include "scenario.h"
 
 enum { EXIT_MISMATCH = 1, EXIT_USAGE = 2, EXIT_ERROR = 3 };
@@ -15,9 +16,15 @@ enum { EXIT_MISMATCH = 1, EXIT_USAGE = 2, EXIT_ERROR = 3 };
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: shoal-sim model SCENARIO [--out DIR] [--seed S] [--quiet]\n"
+		"usage: shoal-sim run SCENARIO [--out DIR] [--discovery mdns|static] [--seed S]\n"
+		"                     [--keep DIR] [--time-limit SECONDS] [--quiet]\n"
+		"       shoal-sim model SCENARIO [--out DIR] [--seed S] [--quiet]\n"
 		"       shoal-sim check SCENARIO\n"
 		"\n"
+		"  run     process mode (root): a gateway and every device are real shoald\n"
+		"          daemons, each in network namespaces of its own on a bridge, with\n"
+		"          tc-shaped links, file-backed A/B slots and the boot simulator.\n"
+		"          Same outputs as model.\n"
 		"  model   simulate the scenario in one process: every device runs the real\n"
 		"          transfer scheduler over modelled links and a simulated clock.\n"
 		"          Writes DIR/results.json and DIR/report.svg (DIR: sim-out) and\n"
@@ -27,6 +34,11 @@ static void usage(FILE *f)
 		"  --out DIR   where results.json and report.svg go (created if needed)\n"
 		"  --seed S    replaces the scenario's [sim] seed\n"
 		"  --quiet     no live view and no summary table\n"
+		"  --discovery mdns|static   (run) how the nodes find each other: a dbus-daemon\n"
+		"              and avahi-daemon per node (mdns, the default), or addresses in\n"
+		"              each shoald.conf (static, for large fleets)\n"
+		"  --keep DIR  (run) build the nodes in DIR and keep it (logs, slots, state)\n"
+		"  --time-limit SECONDS  (run) instead of the scenario's [sim] time_limit\n"
 		"\n"
 		"Exit status: 0 every device ended as [expect] says, 1 some did not,\n"
 		"2 bad usage or scenario, 3 the run or its output failed.\n"
@@ -58,13 +70,38 @@ static int cmd_check(const struct scenario *s)
 	return 0;
 }
 
+/* Writes the outputs of a finished run and says how it went. */
+static int finish(const struct scenario *s, const char *out, struct sim_results *r, const struct sim_trace *tr,
+		  bool quiet)
+{
+	struct perr err = { "" };
+	char path[4096];
+	bool ok;
+
+	snprintf(path, sizeof(path), "%s/results.json", out);
+	if (sim_results_write_json(r, path, &err) < 0)
+		goto fail;
+	snprintf(path, sizeof(path), "%s/report.svg", out);
+	if (sim_report_write_svg(r, tr, path, &err) < 0)
+		goto fail;
+	if (!quiet)
+		sim_summary_print(stdout, r);
+	ok = sim_results_expect_ok(r, stderr);
+	printf("results: %s/results.json, report: %s/report.svg%s\n", out, out,
+	       s->has_expect ? (ok ? "; every device ended as expected" : "; SOME DEVICES DID NOT END AS EXPECTED") : "");
+	free(r->node);
+	return ok ? 0 : EXIT_MISMATCH;
+fail:
+	fprintf(stderr, "shoal-sim: %s\n", err.msg);
+	free(r->node);
+	return EXIT_ERROR;
+}
+
 static int cmd_model(const struct scenario *s, const char *out, const struct model_opts *o, bool quiet)
 {
 	_cleanup_(sim_trace_freep) struct sim_trace *tr = NULL;
 	struct sim_results r;
 	struct perr err = { "" };
-	char path[4096];
-	bool ok;
 
 	if (sim_output_dir(out, &err) < 0) {
 		fprintf(stderr, "shoal-sim: %s\n", err.msg);
@@ -74,23 +111,34 @@ static int cmd_model(const struct scenario *s, const char *out, const struct mod
 		fprintf(stderr, "shoal-sim: %s\n", err.msg);
 		return EXIT_ERROR;
 	}
-	snprintf(path, sizeof(path), "%s/results.json", out);
-	if (sim_results_write_json(&r, path, &err) < 0)
-		goto fail;
-	snprintf(path, sizeof(path), "%s/report.svg", out);
-	if (sim_report_write_svg(&r, tr, path, &err) < 0)
-		goto fail;
-	if (!quiet)
-		sim_summary_print(stdout, &r);
-	ok = sim_results_expect_ok(&r, stderr);
-	printf("results: %s/results.json, report: %s/report.svg%s\n", out, out,
-	       s->has_expect ? (ok ? "; every device ended as expected" : "; SOME DEVICES DID NOT END AS EXPECTED") : "");
-	free(r.node);
-	return ok ? 0 : EXIT_MISMATCH;
-fail:
-	fprintf(stderr, "shoal-sim: %s\n", err.msg);
-	free(r.node);
-	return EXIT_ERROR;
+	return finish(s, out, &r, tr, quiet);
+}
+
+static int cmd_run(const struct scenario *s, const char *out, const struct proc_opts *o, bool quiet)
+{
+	_cleanup_(sim_trace_freep) struct sim_trace *tr = NULL;
+	struct sim_results r;
+	struct perr err = { "" };
+	int k;
+
+	if (proc_usable(&err) < 0) {
+		fprintf(stderr,
+			"shoal-sim: %s\n"
+			"shoal-sim: without root, `shoal-sim model %s` simulates the same scenario in one\n"
+			"           process. A loopback fallback for process mode (shoald's own rate\n"
+			"           limits, static discovery, 127.0.0.x) is NOT built yet.\n",
+			err.msg, s->path);
+		return EXIT_ERROR;
+	}
+	if (sim_output_dir(out, &err) < 0) {
+		fprintf(stderr, "shoal-sim: %s\n", err.msg);
+		return EXIT_ERROR;
+	}
+	if ((k = proc_run(s, o, &r, &tr, &err)) < 0) {
+		fprintf(stderr, "shoal-sim: %s\n", err.msg);
+		return k == -EINTR ? 130 : EXIT_ERROR;
+	}
+	return finish(s, out, &r, tr, quiet);
 }
 
 int main(int argc, char **argv)
@@ -99,18 +147,23 @@ int main(int argc, char **argv)
 		{ "out", required_argument, NULL, 'o' },
 		{ "seed", required_argument, NULL, 's' },
 		{ "quiet", no_argument, NULL, 'q' },
+		{ "discovery", required_argument, NULL, 'd' },
+		{ "keep", required_argument, NULL, 'k' },
+		{ "time-limit", required_argument, NULL, 't' },
+		{ "loopback", no_argument, NULL, 'L' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{}
 	};
 	_cleanup_(scenario_freep) struct scenario *s = NULL;
 	struct model_opts mo = { .live = stdout };
+	struct proc_opts po = { .live = stdout, .log = stderr, .mdns = true };
 	struct perr err = { "" };
 	const char *out = "sim-out", *cmd;
 	bool quiet = false;
 	int c;
 
-	while ((c = getopt_long(argc, argv, "o:s:qhV", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "o:s:qhVd:k:t:L", opts, NULL)) != -1) {
 		switch (c) {
 		case 'o':
 			out = optarg;
@@ -125,12 +178,39 @@ int main(int argc, char **argv)
 				return EXIT_USAGE;
 			}
 			mo.seed_set = true;
+			po.seed = mo.seed;
+			po.seed_set = true;
 			break;
 		}
 		case 'q':
 			quiet = true;
 			mo.live = NULL;
+			po.live = NULL;
 			break;
+		case 'd':
+			if (strcmp(optarg, "mdns") && strcmp(optarg, "static")) {
+				fprintf(stderr, "shoal-sim: --discovery is mdns or static, not '%s'\n", optarg);
+				return EXIT_USAGE;
+			}
+			po.mdns = !strcmp(optarg, "mdns");
+			break;
+		case 'k':
+			po.keep = optarg;
+			break;
+		case 't': {
+			char *end;
+
+			po.time_limit_s = strtod(optarg, &end);
+			if (*end || !(po.time_limit_s > 0)) {
+				fprintf(stderr, "shoal-sim: --time-limit wants seconds, not '%s'\n", optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		}
+		case 'L':
+			fprintf(stderr, "shoal-sim: --loopback (process mode without root, on 127.0.0.x with shoald's own\n"
+					"           rate limits) is not built yet; use `shoal-sim model` without root\n");
+			return EXIT_USAGE;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -147,9 +227,8 @@ int main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	cmd = argv[optind];
-	if (strcmp(cmd, "model") != 0 && strcmp(cmd, "check") != 0) {
-		fprintf(stderr, "shoal-sim: unknown command '%s'%s\n", cmd,
-			!strcmp(cmd, "run") ? " (process mode is not built yet: use model)" : "");
+	if (strcmp(cmd, "model") != 0 && strcmp(cmd, "check") != 0 && strcmp(cmd, "run") != 0) {
+		fprintf(stderr, "shoal-sim: unknown command '%s'\n", cmd);
 		return EXIT_USAGE;
 	}
 	if (scenario_load(argv[optind + 1], &s, &err) < 0) {
@@ -158,5 +237,7 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(cmd, "check"))
 		return cmd_check(s);
+	if (!strcmp(cmd, "run"))
+		return cmd_run(s, out, &po, quiet);
 	return cmd_model(s, out, &mo, quiet);
 }
