@@ -40,8 +40,6 @@ int exit_code_for(int k);
 /* Accepts "2027-01-31", "2027-01-31T12:00:00Z", "@1700000000", "+30d",
  * "+12h", "+90m", "+3600s" (relative to now). */
 int time_parse(const char *s, uint64_t now, uint64_t *ret, struct perr *err);
-/* "2027-01-31T12:00:00Z" into buf (at least 32 bytes); 0 prints "never". */
-const char *time_format(uint64_t t, char *buf, size_t size);
 /* "1.5 GiB" */
 const char *size_format(uint64_t n, char *buf, size_t size);
 /* Parses "65536", "64K", "1M". */

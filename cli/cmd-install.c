@@ -70,6 +70,7 @@ static int install_exit_code(int k)
 	switch (-k) {
 	case EPERM:
 	case EFBIG:
+	case EOPNOTSUPP:
 		return EXIT_REFUSED;
 	default:
 		return exit_code_for(k);
@@ -165,7 +166,11 @@ int cmd_install(int argc, char **argv)
 		"pre-install hooks, write the slot (chunks the active slot holds are copied\n"
 		"from it first), check the whole slot against the manifest, post-install hooks,\n"
 		"set the trial in the bootloader, reboot. After the reboot 'shoal boot-check'\n"
-		"runs the health checks and commits or rolls back. Works with no shoald.\n\n" COMMON_HELP REBOOT_HELP
+		"runs the health checks and commits or rolls back. Works with no shoald.\n\n"
+		"A release whose payload type is not 'ab-image' goes to the update module\n"
+		"[system] modules-dir/TYPE instead: Download, Install, then (unless it needs a\n"
+		"reboot) health checks and Commit, or Rollback. Exit 5 when it was rolled back.\n\n"
+		COMMON_HELP REBOOT_HELP
 		"  --trust ROOT.pub    a trusted root key besides [system] trust (repeatable)\n";
 	_cleanup_(sysconf_freep) struct sysconf *sc = NULL;
 	_cleanup_(installer_freep) struct installer *in = NULL;
@@ -202,9 +207,16 @@ int cmd_install(int argc, char **argv)
 	}
 	if (k < 0) {
 		log_error("install failed in phase %s: %s", install_phase_name(res.phase), err.msg);
-		return install_exit_code(k);
+		/* an update module's install was undone: the update did not stick */
+		return res.slot < 0 && res.phase == PHASE_ROLLBACK ? EXIT_ROLLED_BACK : install_exit_code(k);
 	}
-	if (!o.json) {
+	if (!o.json && res.slot < 0) {
+		printf("installed %s (counter %" PRIu64 ") with an update module: %s payload read from %s\n", res.version,
+		       res.counter, size_format(res.image_size, a, sizeof(a)), argv[optind]);
+		printf(res.phase == PHASE_COMMIT ? "committed %s\n"
+			: res.rebooting ? "%s: rebooting; 'shoal boot-check' after it commits or rolls back\n"
+					: "%s waits for a reboot; run 'shoal boot-check' after it\n", res.version);
+	} else if (!o.json) {
 		printf("installed %s (counter %" PRIu64 ") into slot %s: %s image, %s reused from the active slot, "
 		       "%s read from %s\n", res.version, res.counter, sc->slots[res.slot].bootname,
 		       size_format(res.image_size, a, sizeof(a)), size_format(res.bytes_reused, b, sizeof(b)),
@@ -400,7 +412,7 @@ json_t *install_status_json(const char *conf, bool quiet)
 		json_object_set_new(j, "pending",
 				    json_pack("{s:s, s:s, s:I, s:s, s:s, s:s}", "release", hex_id(s.install.release, hex),
 					      "version", s.install.version, "counter", (json_int_t)s.install.counter, "slot",
-					      sc->slots[s.install.slot].bootname, "phase", s.install.phase, "source",
+					      s.install.slot >= 0 ? sc->slots[s.install.slot].bootname : "(update module)", "phase", s.install.phase, "source",
 					      s.install.source));
 	return j;
 }

@@ -144,23 +144,6 @@ bad:
 			s);
 }
 
-const char *time_format(uint64_t t, char *buf, size_t size)
-{
-	time_t tt = (time_t)t;
-	struct tm tm;
-
-	if (t == 0) {
-		snprintf(buf, size, "never");
-		return buf;
-	}
-	if (t > (uint64_t)INT64_MAX / 2 || !gmtime_r(&tt, &tm)) {
-		snprintf(buf, size, "@%" PRIu64, t);
-		return buf;
-	}
-	strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
-	return buf;
-}
-
 const char *size_format(uint64_t n, char *buf, size_t size)
 {
 	static const char *units[] = { "B", "KiB", "MiB", "GiB", "TiB" };

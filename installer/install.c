@@ -16,8 +16,9 @@
 #include "chunker.h"
 #include "fileio.h"
 #include "hooks.h"
-#include "install.h"
+#include "install-private.h"
 #include "keyfile.h"
+#include "module.h"
 #include "release.h"
 #include "trust.h"
 
@@ -65,18 +66,25 @@ struct installer {
 	int lock_fd;
 };
 
-static void say(struct installer *in, int level, const char *fmt, ...) _printf_(3, 4);
-static void say(struct installer *in, int level, const char *fmt, ...)
+static void vsay(struct installer *in, int level, const char *fmt, va_list ap) _printf_(3, 0);
+static void vsay(struct installer *in, int level, const char *fmt, va_list ap)
 {
 	char msg[1024];
-	va_list ap;
 
 	if (!in->o.log)
 		return;
-	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
 	in->o.log(in->o.ud, level, msg);
+}
+
+static void say(struct installer *in, int level, const char *fmt, ...) _printf_(3, 4);
+static void say(struct installer *in, int level, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsay(in, level, fmt, ap);
+	va_end(ap);
 }
 
 static void progress(struct installer *in, enum install_phase p, uint64_t done, uint64_t total)
@@ -86,22 +94,32 @@ static void progress(struct installer *in, enum install_phase p, uint64_t done, 
 }
 
 /* The kill sweep's hook: die right after the phase is on disk. */
-static void crash_point(enum install_phase p)
+void install_crash_point(const char *phase)
 {
 	const char *at = getenv("SHOAL_INSTALLER_CRASH_AT");
 
-	if (at && !strcmp(at, install_phase_name(p)))
+	if (at && !strcmp(at, phase))
 		_exit(137);
+}
+
+static void crash_point(enum install_phase p)
+{
+	install_crash_point(install_phase_name(p));
+}
+
+int install_enter(struct installer *in, const char *phase, const char *boot_id, struct perr *err)
+{
+	int k = state_install_set_phase(in->st, phase, boot_id);
+
+	if (k < 0)
+		return perr_set(err, k, "state: recording phase %s failed: %s", phase, strerror(-k));
+	install_crash_point(phase);
+	return 0;
 }
 
 static int enter(struct installer *in, enum install_phase p, const char *boot_id, struct perr *err)
 {
-	int k = state_install_set_phase(in->st, install_phase_name(p), boot_id);
-
-	if (k < 0)
-		return perr_set(err, k, "state: recording phase %s failed: %s", install_phase_name(p), strerror(-k));
-	crash_point(p);
-	return 0;
+	return install_enter(in, install_phase_name(p), boot_id, err);
 }
 
 int installer_open(const struct sysconf *sc, const struct installer_opts *o, struct installer **ret,
@@ -479,9 +497,11 @@ static int load_roots(struct installer *in, uint8_t (*keys)[PUBKEY_SIZE], size_t
 }
 
 /* Signatures, keyring, product, floors, refused list, slot size. On
- * success a newer valid keyring has been stored and its floor raised. */
-static int verify_release(struct installer *in, struct release *r, const uint8_t id[HASH_SIZE], uint64_t slot_size,
-			  struct perr *err)
+ * success a newer valid keyring has been stored and its floor raised.
+ * counter_floor: NULL for an A/B image ("counter"), else the module
+ * payload type's own floor. */
+int install_verify(struct installer *in, struct release *r, const uint8_t id[HASH_SIZE], uint64_t slot_size,
+		   const char *counter_floor, struct perr *err)
 {
 	uint8_t roots[SIGSET_MAX][PUBKEY_SIZE];
 	struct trust_roots tr = { .keys = (const uint8_t(*)[PUBKEY_SIZE])roots };
@@ -495,7 +515,7 @@ static int verify_release(struct installer *in, struct release *r, const uint8_t
 
 	if ((k = load_roots(in, roots, SIGSET_MAX, &tr.n, err)) < 0)
 		return k;
-	if ((k = state_floor_get(in->st, "counter", &fcounter)) < 0 ||
+	if ((k = state_floor_get(in->st, counter_floor ? counter_floor : "counter", &fcounter)) < 0 ||
 	    (k = state_floor_get(in->st, "keyring", &fkeyring)) < 0 || (k = state_floor_get(in->st, "time", &ftime)) < 0)
 		return perr_set(err, k, "state: reading the floors failed: %s", strerror(-k));
 	if (ftime > now)
@@ -520,7 +540,7 @@ static int verify_release(struct installer *in, struct release *r, const uint8_t
 		if ((k = trust_check_policy(&pol, r->manifest, kr, err)) < 0)
 			return k;
 	}
-	if (strcmp(r->manifest->payload_type, PAYLOAD_AB_IMAGE) != 0)
+	if (!counter_floor && strcmp(r->manifest->payload_type, PAYLOAD_AB_IMAGE) != 0)
 		return perr_set(err, -EPERM, "payload type '%s' is not an A/B image (it needs an update module)",
 				r->manifest->payload_type);
 	if ((k = state_refused(in->st, id, reason, sizeof(reason))) < 0)
@@ -544,13 +564,13 @@ static int verify_release(struct installer *in, struct release *r, const uint8_t
 	return 0;
 }
 
-/* ---- hooks ---- */
+static int verify_release(struct installer *in, struct release *r, const uint8_t id[HASH_SIZE], uint64_t slot_size,
+			  struct perr *err)
+{
+	return install_verify(in, r, id, slot_size, NULL, err);
+}
 
-struct hook_ctx {
-	char release[2 * HASH_SIZE + 1];
-	char e[10][PATH_MAX + 32];
-	const char *env[11];
-};
+/* ---- hooks ---- */
 
 static void hook_env(struct installer *in, struct hook_ctx *h, const uint8_t id[HASH_SIZE], const char *version,
 		     uint64_t counter, int slot, enum install_phase phase, const char *source)
@@ -690,12 +710,17 @@ int installer_install(struct installer *in, const char *source, int reboot, stru
 		return k;
 	fill_res(res, id, r->manifest, target);
 	res->phase = PHASE_VERIFY;
+	if (strcmp(r->manifest->payload_type, PAYLOAD_AB_IMAGE) != 0)
+		return module_install(in, r, id, mbytes, mlen, source, boot_id, reboot, res, err);
 
 	k = state_install_get(in->st, &old);
 	if (k == 0) {
 		enum install_phase op = install_phase_from_name(old.phase);
 
 		free(old.manifest);
+		if (old.slot < 0)
+			return perr_set(err, -EBUSY, "an update module install of %s is pending (phase %s): run 'shoal "
+					"boot-check' to finish it first", old.version, old.phase);
 		if (op >= PHASE_MARK_TRIAL)
 			return perr_set(err, -EBUSY, "release %s is already on trial (phase %s): run 'shoal boot-check' after "
 					"the reboot, or 'shoal rollback' to cancel it", old.version, old.phase);
@@ -806,8 +831,7 @@ static void result_from(struct boot_check_result *res, const struct state_instal
 	res->booted = booted;
 }
 
-static void append(struct boot_check_result *res, const char *fmt, ...) _printf_(2, 3);
-static void append(struct boot_check_result *res, const char *fmt, ...)
+void install_report(struct boot_check_result *res, const char *fmt, ...)
 {
 	size_t len = strlen(res->report);
 	va_list ap;
@@ -830,20 +854,20 @@ static int health_checks(struct installer *in, const struct hook_ctx *h, struct 
 	int k;
 
 	if ((k = state_quick_check(in->st, &e)) < 0) {
-		append(res, "health state-db: failed: %s\n", e.msg);
+		install_report(res, "health state-db: failed: %s\n", e.msg);
 		return perr_set(err, -ECANCELED, "built-in health check: %s", e.msg);
 	}
-	append(res, "health state-db: ok\n");
+	install_report(res, "health state-db: ok\n");
 	if (in->sc->store_dir) {
 		DIR *d = opendir(in->sc->store_dir);
 
 		if (!d) {
-			append(res, "health store: failed: %s: %s\n", in->sc->store_dir, strerror(errno));
+			install_report(res, "health store: failed: %s: %s\n", in->sc->store_dir, strerror(errno));
 			return perr_set(err, -ECANCELED, "built-in health check: store %s: %s", in->sc->store_dir,
 					strerror(errno));
 		}
 		closedir(d);
-		append(res, "health store: ok\n");
+		install_report(res, "health store: ok\n");
 	}
 	len = strlen(res->report);
 	rb.buf = res->report + len;
@@ -945,7 +969,7 @@ static int fell_back(struct installer *in, const struct state_install *p, struct
 	if ((k = state_install_end(in->st, "fell-back", why)) < 0)
 		return perr_set(err, k, "state: %s", strerror(-k));
 	res->outcome = BOOT_CHECK_FELL_BACK;
-	append(res, "%s\n", why);
+	install_report(res, "%s\n", why);
 	return 0;
 }
 
@@ -988,6 +1012,10 @@ int installer_boot_check(struct installer *in, int reboot, struct boot_check_res
 	}
 	if (k < 0)
 		return k;
+	if (p.slot < 0) {
+		k = module_resume(in, &p, boot_id, reboot, res, err);
+		goto out;
+	}
 	ph = install_phase_from_name(p.phase);
 	if (ph == PHASE_MARK_TRIAL) {
 		/* cut short while switching: the environment says whether it happened */
@@ -1006,7 +1034,7 @@ int installer_boot_check(struct installer *in, int reboot, struct boot_check_res
 		say(in, LOG_NOTICE, "install of %s %s: abandoned", p.version, why);
 		k = state_install_end(in->st, "abandoned", why);
 		res->outcome = BOOT_CHECK_ABANDONED;
-		append(res, "%s\n", why);
+		install_report(res, "%s\n", why);
 		goto out;
 	}
 	if (ph == PHASE_ROLLBACK) {
@@ -1035,7 +1063,9 @@ static int judge_trial(struct installer *in, bool good, int reboot, struct boot_
 	int booted, k;
 
 	k = pending(in, &p, &booted, boot_id, sizeof(boot_id), res, err);
-	if (k == -ENOENT || (k == 0 && (booted != p.slot || install_phase_from_name(p.phase) < PHASE_REBOOT_PENDING)))
+	if (k == 0 && p.slot < 0)
+		k = module_judge(in, &p, good, boot_id, reboot, good ? "marked good by the operator" : "marked bad by the operator", res, err);
+	else if (k == -ENOENT || (k == 0 && (booted != p.slot || install_phase_from_name(p.phase) < PHASE_REBOOT_PENDING)))
 		k = perr_set(err, -ENOENT, "no trial of the booted slot is pending: nothing to mark %s%s",
 			     good ? "good" : "bad", good ? "" : " (see 'shoal rollback')");
 	else if (k == 0 && good)
@@ -1064,6 +1094,10 @@ int installer_rollback(struct installer *in, int reboot, struct boot_check_resul
 	int booted, k;
 
 	k = pending(in, &p, &booted, boot_id, sizeof(boot_id), res, err);
+	if (k == 0 && p.slot < 0) {
+		k = module_judge(in, &p, false, boot_id, reboot, "rolled back by the operator", res, err);
+		goto out;
+	}
 	if (k == 0) {
 		enum install_phase ph = install_phase_from_name(p.phase);
 
@@ -1142,4 +1176,49 @@ int installer_status(struct installer *in, struct installer_status *ret, struct 
 	state_floor_get(in->st, "keyring", &ret->floor_keyring);
 	state_floor_get(in->st, "time", &ret->floor_time);
 	return 0;
+}
+
+/* ---- lent to module.c (install-private.h) ---- */
+
+const struct sysconf *install_sysconf(const struct installer *in)
+{
+	return in->sc;
+}
+
+void install_say(struct installer *in, int level, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsay(in, level, fmt, ap);
+	va_end(ap);
+}
+
+void install_progress(struct installer *in, enum install_phase p, uint64_t done, uint64_t total)
+{
+	progress(in, p, done, total);
+}
+
+void install_hook_env(struct installer *in, struct hook_ctx *h, const uint8_t id[HASH_SIZE], const char *version,
+		      uint64_t counter, enum install_phase phase, const char *source)
+{
+	hook_env(in, h, id, version, counter, -1, phase, source);
+}
+
+int install_run_hooks(struct installer *in, const char *state_name, const struct hook_ctx *h, char *report,
+		      size_t report_size, struct perr *err)
+{
+	return run_hooks(in, state_name, h, report, report_size, err);
+}
+
+int install_health(struct installer *in, const struct hook_ctx *h, struct boot_check_result *res, struct perr *err)
+{
+	return health_checks(in, h, res, err);
+}
+
+int install_reboot(struct installer *in, int reboot, bool *rebooting, struct perr *err)
+{
+	if ((reboot < 0 ? in->sc->reboot : reboot) != REBOOT_NOW)
+		return 0;
+	return do_reboot(in, rebooting, err);
 }

@@ -28,6 +28,8 @@ static const struct conf_key keys[] = {
 	K("system", "boot-slot-file", STR, boot_slot_file, 0, 0),
 	K("system", "cmdline", STR, cmdline, 0, 0),
 	K("system", "store-dir", STR, store_dir, 0, 0),
+	K("system", "modules-dir", STR, modules_dir, 0, 0),
+	K("system", "module-timeout", DURATION, module_timeout_ms, 100, 86400000),
 	K("uboot", "fw-env-config", STR, fw_env_config, 0, 0),
 	K("uboot", "bootlimit", U32, uboot_bootlimit, 1, 100),
 	K("grub", "grubenv", STR, grubenv, 0, 0),
@@ -95,12 +97,14 @@ static int defaults(struct sysconf *sc)
 {
 	sc->health_timeout_ms = 60000;
 	sc->hook_timeout_ms = 60000;
+	sc->module_timeout_ms = 3600000;
 	sc->uboot_bootlimit = 3;
 	sc->file_bootlimit = 3;
 	sc->reboot = REBOOT_NOW;
 	if (conf_set_str(&sc->state_dir, "/var/lib/shoal") < 0 || conf_set_str(&sc->hooks_dir, "/etc/shoal/hooks.d") < 0 ||
 	    conf_set_str(&sc->health_dir, "/etc/shoal/health.d") < 0 ||
 	    conf_set_str(&sc->reboot_command, "systemctl reboot") < 0 || conf_set_str(&sc->cmdline, "/proc/cmdline") < 0 ||
+	    conf_set_str(&sc->modules_dir, SYSCONF_MODULES_DIR) < 0 ||
 	    conf_set_str(&sc->fw_env_config, "/etc/fw_env.config") < 0 ||
 	    conf_set_str(&sc->grubenv, "/boot/grub/grubenv") < 0 || conf_set_str(&sc->grub_editenv, "grub-editenv") < 0)
 		return -ENOMEM;

@@ -13,6 +13,7 @@
 #define SYSCONF_ENV "SHOAL_SYSTEM_CONF"
 #define SYSCONF_SLOTS 2
 #define SYSCONF_BOOTNAME_MAX 16
+#define SYSCONF_MODULES_DIR "/usr/lib/shoal/modules"
 
 enum bootloader_kind {
 	BOOTLOADER_NONE = 0,
@@ -49,6 +50,8 @@ struct sysconf {
 	char *boot_slot_file;    /* written by the boot simulator */
 	char *cmdline;           /* default /proc/cmdline */
 	char *store_dir;         /* a store the built-in health check reads */
+	char *modules_dir;       /* update modules, one executable per payload type */
+	uint64_t module_timeout_ms;
 
 	/* [uboot] */
 	char *fw_env_config;     /* default /etc/fw_env.config */

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <stdio.h>
+#include <time.h>
 
 #include "util.h"
 
@@ -142,4 +143,21 @@ int array_reserve(void **arr, size_t *cap, size_t need, size_t size, size_t firs
 	*arr = a;
 	*cap = n;
 	return 0;
+}
+
+const char *time_format(uint64_t t, char *buf, size_t size)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	if (t == 0) {
+		snprintf(buf, size, "never");
+		return buf;
+	}
+	if (t > (uint64_t)INT64_MAX / 2 || !gmtime_r(&tt, &tm)) {
+		snprintf(buf, size, "@%" PRIu64, t);
+		return buf;
+	}
+	strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	return buf;
 }

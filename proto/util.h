@@ -82,6 +82,9 @@ int perr_prefix(struct perr *err, int code, const char *fmt, ...) _printf_(3, 4)
 /* Lowercase hex of n bytes into out, which must hold 2n+1 bytes. Returns out. */
 char *hex_encode(const uint8_t *in, size_t n, char *out);
 
+/* "2027-01-31T12:00:00Z" (UTC) into buf (at least 32 bytes); 0 prints "never". */
+const char *time_format(uint64_t t, char *buf, size_t size);
+
 /* Parses exactly 2n hex digits (either case) into out. Returns 0 or -EINVAL. */
 int hex_decode(const char *in, size_t n, uint8_t *out);
 
