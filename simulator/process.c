@@ -629,9 +629,11 @@ static int make_releases(struct proc *p, struct perr *err)
 		chmod(fleet, 0600);
 	}
 	/* the scenario's "changed" is a share of chunks; gen-image rewrites a
-	 * share of 4 KiB blocks: a chunk of chunk_avg bytes stays when none
-	 * of its blocks changed */
-	per_block = c >= 1 ? 100 : 100 * (1 - pow(1 - c, 4096.0 / s->chunk_avg));
+	 * share of 4 KiB blocks: a chunk stays when none of its blocks
+	 * changed. A changed block also moves a cut point now and then, so
+	 * a chunk is "hit" by about 1.5 times as many blocks as it holds
+	 * (measured: 30% asked gave 41% without that factor) */
+	per_block = c >= 1 ? 100 : 100 * (1 - pow(1 - c, 4096.0 / (1.5 * s->chunk_avg)));
 	snprintf(size, sizeof(size), "%" PRIu64, s->image_size);
 	snprintf(seed, sizeof(seed), "%" PRIu64, s->image_seed);
 	snprintf(seed2, sizeof(seed2), "%" PRIu64, s->image_seed + 1000003);
