@@ -26,6 +26,14 @@ struct verb {
 	const char *summary;
 };
 
+/* shoald's control socket: opt, else $SHOAL_CONTROL_SOCKET, else the
+ * default. control_request sends one JSON request and returns the reply
+ * when it says "ok", or NULL after printing why (quiet: nothing when no
+ * shoald listens). The caller frees the reply. */
+#include <jansson.h>
+const char *socket_path(const char *opt);
+json_t *control_request(const char *path, json_t *request, bool quiet);
+
 /* Runs the verb named by argv[0] from the table, or prints the table. */
 int run_verbs(const char *prog, const struct verb *verbs, size_t n, int argc, char **argv);
 
@@ -68,6 +76,8 @@ int cmd_release(int argc, char **argv);
 int cmd_bundle(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_peers(int argc, char **argv);
+int cmd_devices(int argc, char **argv);
+int cmd_campaign(int argc, char **argv);
 int cmd_releases(int argc, char **argv);
 int cmd_install(int argc, char **argv);
 int cmd_boot_check(int argc, char **argv);

@@ -12,7 +12,7 @@
 
 #define DEFAULT_SOCKET "/run/shoal/control.sock"
 
-static const char *socket_path(const char *opt)
+const char *socket_path(const char *opt)
 {
 	const char *e = getenv("SHOAL_CONTROL_SOCKET");
 
@@ -23,8 +23,16 @@ static const char *socket_path(const char *opt)
  * why (quiet: not a word when no shoald listens). */
 static json_t *control_call(const char *path, const char *cmd, bool quiet)
 {
+	json_t *req = json_pack("{s:s}", "cmd", cmd), *r = control_request(path, req, quiet);
+
+	json_decref(req);
+	return r;
+}
+
+json_t *control_request(const char *path, json_t *request, bool quiet)
+{
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	char req[128], *buf = NULL;
+	char *req, *buf = NULL;
 	size_t len = 0, cap = 0;
 	json_error_t jerr;
 	json_t *reply;
@@ -44,12 +52,14 @@ static json_t *control_call(const char *path, const char *cmd, bool quiet)
 			close(fd);
 		return NULL;
 	}
-	snprintf(req, sizeof(req), "{\"cmd\":\"%s\"}\n", cmd);
-	if (write(fd, req, strlen(req)) != (ssize_t)strlen(req)) {
+	req = json_dumps(request, JSON_COMPACT);
+	if (!req || write(fd, req, strlen(req)) != (ssize_t)strlen(req) || write(fd, "\n", 1) != 1) {
 		log_error("%s: write failed: %s", path, strerror(errno));
+		free(req);
 		close(fd);
 		return NULL;
 	}
+	free(req);
 	for (;;) {
 		ssize_t n;
 

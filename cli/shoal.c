@@ -20,6 +20,8 @@ static const struct verb verbs[] = {
 	{ "rollback", cmd_rollback, "go back to the other slot" },
 	{ "boot-sim", cmd_boot_sim, "boot simulator: what the bootloader does at power-on" },
 	{ "peers", cmd_peers, "the peers shoald is connected to" },
+	{ "devices", cmd_devices, "gateway: the devices that report to it" },
+	{ "campaign", cmd_campaign, "gateway: roll a release out: create|list|show|pause|resume|abort" },
 	{ "releases", cmd_releases, "the releases shoald knows" },
 };
 

@@ -28,6 +28,8 @@ static const struct conf_key keys[] = {
 	K("daemon", "listen_port", PORT, listen_port, 0, 65535),
 	K("daemon", "control_socket", STR, control_socket, 0, 0),
 	E("daemon", "log_level", log_level, level_names, level_values),
+	K("daemon", "tags", STR, tags, 0, 0),
+	K("daemon", "report_interval", DURATION, report_interval_ms, 1000, UINT64_C(86400000)),
 	K("fleet", "product", STR, product, 0, 0),
 	K("fleet", "secret_file", STR, fleet_secret_file, 0, 0),
 	K("fleet", "tag", STR, fleet_tag, 0, 0),
@@ -50,9 +52,15 @@ static const struct conf_key keys[] = {
 	K("gateway", "origin_connections", U32, origin_connections, 1, 64),
 	K("gateway", "origin_rate", SIZE, origin_rate, 0, UINT64_MAX),
 	K("gateway", "origin_ca_file", STR, origin_ca_file, 0, 0),
+	K("gateway", "offline_after", DURATION, offline_after_ms, 1000, UINT64_C(7) * 86400000),
+	K("gateway", "report_history", U32, report_history, 1, 100000),
+	K("gateway", "http_listen", STR, http_listen, 0, 0),
+	K("gateway", "http_token_file", STR, http_token_file, 0, 0),
 	K("device", "target", STR, target, 0, 0),
 	K("device", "reuse", LIST, reuse, 0, 0),
 	K("device", "auto_fetch", BOOL, auto_fetch, 0, 0),
+	K("device", "inventory_dir", STR, inventory_dir, 0, 0),
+	K("device", "inventory_timeout", DURATION, inventory_timeout_ms, 100, 600000),
 };
 
 static int handler(void *user, const char *section, const char *name, const char *value, struct perr *err)
@@ -116,6 +124,10 @@ int conf_init(struct conf *c)
 		.auto_fetch = true,
 		.origin_interval_ms = 15 * 60000,
 		.origin_connections = 4,
+		.report_interval_ms = 60000,
+		.offline_after_ms = 180000,
+		.report_history = 100,
+		.inventory_timeout_ms = 5000,
 	};
 	gethostname(host, sizeof(host) - 1);
 	if (conf_set_str(&c->name, host) < 0 || conf_set_str(&c->state_dir, "/var/lib/shoal") < 0 ||
@@ -186,10 +198,20 @@ int conf_check(const struct conf *c, struct perr *err)
 		if (strncmp(c->origin.v[i], "http://", 7) && strncmp(c->origin.v[i], "https://", 8))
 			return perr_set(err, -EINVAL, "[gateway] origin '%s': only http:// and https:// URLs",
 					c->origin.v[i]);
-	if (c->role == ROLE_DEVICE && (c->store_dir || c->import.n || c->origin.n))
+	if (c->role == ROLE_DEVICE && (c->store_dir || c->import.n || c->origin.n || c->http_listen))
 		return perr_set(err, -EINVAL, "[gateway] keys are only for role = gateway");
 	if (!c->mdns && c->static_peers.n == 0 && !c->gateway && c->role == ROLE_DEVICE)
 		return perr_set(err, -EINVAL, "with mdns = no a device needs static_peer or gateway in [discovery]");
+	if (c->http_listen && !c->http_token_file)
+		return perr_set(err, -EINVAL, "[gateway] http_listen needs http_token_file: the API is never open");
+	if (c->http_listen && conf_parse_hostport(c->http_listen, &sa) < 0)
+		return perr_set(err, -EINVAL, "[gateway] http_listen '%s' is not IPv4-ADDRESS:PORT", c->http_listen);
+	if (c->tags) {
+		struct report_tag t[REPORT_TAGS_MAX];
+
+		if ((k = fleet_tags_parse(c->tags, t, err)) < 0)
+			return perr_prefix(err, k, "[daemon] tags: ");
+	}
 	/* what would otherwise only fail at start, so that --check agrees */
 	if (hello_encodes(c->product, "x") < 0)
 		return perr_set(err, -EINVAL, "[fleet] product '%s' must be 1 to %u characters of A-Z a-z 0-9 . _ + : -",

@@ -24,6 +24,8 @@ struct conf {
 	uint16_t listen_port; /* 0: any free port */
 	char *control_socket;
 	int log_level;        /* LOG_ERR .. LOG_DEBUG */
+	char *tags;           /* "customer=acme line=3": what campaigns select on */
+	uint64_t report_interval_ms; /* a device reports to the gateway at least this often */
 
 	/* [fleet] */
 	char *product;
@@ -54,11 +56,17 @@ struct conf {
 	uint32_t origin_connections;
 	uint64_t origin_rate;  /* bytes/s over all origin transfers, 0: unlimited */
 	char *origin_ca_file;
+	uint64_t offline_after_ms; /* a device without a report for this long shows offline */
+	uint32_t report_history;   /* reports kept per device */
+	char *http_listen;         /* "127.0.0.1:8080": the API, dashboard and /metrics; NULL: none */
+	char *http_token_file;     /* the API's bearer token */
 
 	/* [device] */
 	char *target;            /* where a fetched image is assembled */
 	struct conf_list reuse;  /* files whose chunks are copied before fetching */
 	bool auto_fetch;
+	char *inventory_dir;     /* executables that print key=value lines for the report */
+	uint64_t inventory_timeout_ms;
 };
 
 /* Fills c with the defaults. */

@@ -11,6 +11,8 @@
 
 #include "daemon.h"
 #include "discovery.h"
+#include "fleetd.h"
+#include "http.h"
 #include "keys.h"
 #include "log.h"
 #include "origin.h"
@@ -100,6 +102,45 @@ static json_t *status_json(struct daemon *d)
 	return o;
 }
 
+/* The fleet's requests: {"cmd": "devices"}, {"cmd": "device", "id": ID},
+ * {"cmd": "campaigns"}, {"cmd": "campaign", "id": N},
+ * {"cmd": "campaign-create", ...fields of POST /api/v1/campaigns},
+ * {"cmd": "campaign-pause" | "campaign-resume" | "campaign-abort", "id": N}.
+ * NULL: not a fleet command. */
+static json_t *fleet_control(struct daemon *d, const char *cmd, json_t *req)
+{
+	struct perr err = { "" };
+	int status = 200;
+	json_t *r = NULL;
+	const char *key = NULL;
+	uint64_t id = (uint64_t)json_integer_value(json_object_get(req, "id"));
+
+	if (strcmp(cmd, "devices") && strcmp(cmd, "device") && strcmp(cmd, "campaigns") && strncmp(cmd, "campaign", 8))
+		return NULL;
+	if (d->conf.role != ROLE_GATEWAY)
+		return json_pack("{s:b, s:s}", "ok", 0, "error", "only a gateway keeps devices and campaigns");
+	if (!strcmp(cmd, "devices"))
+		return json_pack("{s:b, s:o}", "ok", 1, "devices", fleet_devices_json(d->fleet));
+	if (!strcmp(cmd, "campaigns"))
+		return json_pack("{s:b, s:o}", "ok", 1, "campaigns", fleet_campaigns_json(d->fleet));
+	if (!strcmp(cmd, "device")) {
+		if (!(key = json_string_value(json_object_get(req, "id"))))
+			return json_pack("{s:b, s:s}", "ok", 0, "error", "\"id\" (a device id or name) is required");
+		r = fleet_device_json(d->fleet, key, &status, &err);
+	} else if (!strcmp(cmd, "campaign-create")) {
+		r = fleet_campaign_create(d->fleet, req, &status, &err);
+	} else if (!strcmp(cmd, "campaign")) {
+		r = fleet_campaign_json(d->fleet, id, &status, &err);
+	} else if (!strncmp(cmd, "campaign-", 9)) {
+		r = fleet_campaign_act(d->fleet, id, cmd + 9, &status, &err);
+	} else {
+		return NULL;
+	}
+	if (!r)
+		return json_pack("{s:b, s:s}", "ok", 0, "error", err.msg);
+	return json_pack("{s:b, s:o}", "ok", 1, !strcmp(cmd, "device") ? "device" : "campaign", r);
+}
+
 static json_t *handle_request(struct daemon *d, const char *line)
 {
 	json_error_t jerr;
@@ -119,7 +160,7 @@ static json_t *handle_request(struct daemon *d, const char *line)
 		reply = json_pack("{s:b, s:o}", "ok", 1, "releases", rel);
 	} else if (!strcmp(cmd, "peers"))
 		reply = json_pack("{s:b, s:o}", "ok", 1, "peers", swarm_peers_json(d->swarm));
-	else
+	else if (!(reply = fleet_control(d, cmd, req)))
 		reply = json_pack("{s:b, s:s+}", "ok", 0, "error", "unknown command: ", cmd);
 	json_decref(req);
 	return reply;
@@ -249,6 +290,8 @@ static void signal_cb(uv_signal_t *s, int signum)
 #endif
 	log_notice("received %s, shutting down", signum == SIGTERM ? "SIGTERM" : "SIGINT");
 	unlink(d->conf.control_socket);
+	fleet_stop(d->fleet);
+	http_stop(d->http);
 	swarm_stop(d->swarm);
 	origin_stop(d->origin);
 	discovery_stop(d->disc); /* closes its handles with their own callbacks */
@@ -269,7 +312,8 @@ int daemon_init(struct daemon *d, struct perr *err)
 	    (k = fleet_key_load(d->conf.fleet_secret_file, &d->fleet_key, err)) < 0 ||
 	    (k = listen_tcp(d, err)) < 0 || (k = listen_control(d, err)) < 0 ||
 	    (k = swarm_new(d, &d->swarm, err)) < 0 || (k = origin_new(d, &d->origin, err)) < 0 ||
-	    (k = discovery_new(d, &d->disc, err)) < 0)
+	    (k = discovery_new(d, &d->disc, err)) < 0 || (k = fleet_new(d, &d->fleet, err)) < 0 ||
+	    (k = http_new(d, &d->http, err)) < 0)
 		return k;
 	uv_signal_init(&d->loop, &d->sigterm);
 	uv_signal_init(&d->loop, &d->sigint);
@@ -318,6 +362,8 @@ int daemon_run(struct daemon *d)
 void daemon_deinit(struct daemon *d)
 {
 	if (d->loop_ready) {
+		fleet_stop(d->fleet);
+		http_stop(d->http);
 		swarm_stop(d->swarm);
 		origin_stop(d->origin);
 		discovery_stop(d->disc);
@@ -325,6 +371,8 @@ void daemon_deinit(struct daemon *d)
 		uv_run(&d->loop, UV_RUN_DEFAULT);
 		uv_loop_close(&d->loop);
 	}
+	http_free(d->http);
+	fleet_free(d->fleet);
 	discovery_free(d->disc);
 	origin_free(d->origin);
 	swarm_free(d->swarm);

@@ -26,6 +26,8 @@ struct daemon {
 	uint64_t started_ms;
 	struct swarm *swarm;
 	struct origin *origin;  /* a gateway's HTTP origins and store */
+	struct fleet *fleet;    /* reports, devices and campaigns */
+	struct http *http;      /* a gateway's API, dashboard and /metrics (NULL: no http_listen) */
 	struct discovery *disc; /* NULL with [discovery] mdns = no */
 	bool stopping;
 	bool loop_ready;

@@ -10,6 +10,7 @@
 #include "chunk.h"
 #include "daemon.h"
 #include "fileio.h"
+#include "fleetd.h"
 #include "keyfile.h"
 #include "log.h"
 #include "release.h"
@@ -1408,6 +1409,8 @@ static int on_frame(void *ud, const uint8_t *plain, size_t n)
 		p->port = m.hello.port;
 		p->is_seed = m.hello.role == HELLO_ROLE_GATEWAY;
 		log_info("peer %s: %s '%s' for %s", p->id, p->is_seed ? "gateway" : "device", p->name, p->product);
+		if (p->is_seed && sw->d->conf.role == ROLE_DEVICE)
+			fleet_gateway_hello(sw->d->fleet);
 		break;
 	case MSG_RELEASES:
 		p->n_rel = m.releases.n;
@@ -1558,9 +1561,15 @@ static int on_frame(void *ud, const uint8_t *plain, size_t n)
 		if (!p->upq_n)
 			release_slot(sw, p);
 		break;
-	case MSG_PONG:
 	case MSG_REPORT:
+		if (sw->d->conf.role == ROLE_GATEWAY)
+			fleet_on_report(sw->d->fleet, p->pub, &m.report, plain + 1, n - 1);
+		break;
 	case MSG_COMMAND:
+		if (p->is_seed && sw->d->conf.role == ROLE_DEVICE)
+			fleet_on_command(sw->d->fleet, p->id, &m.command);
+		break;
+	case MSG_PONG:
 	case MSG_IDENT:
 		break;
 	}
@@ -2114,6 +2123,24 @@ json_t *swarm_peers_json(struct swarm *sw)
 						   (json_int_t)ps.rate_bps, "in_flight", (json_int_t)ps.in_flight));
 	}
 	return a;
+}
+
+int swarm_send_gateways(struct swarm *sw, const struct msg *m)
+{
+	int n = 0;
+
+	for (struct peer *p = sw->peers; p; p = p->next)
+		if (p->established && !p->closing && p->is_seed && send_msg(p, m) == 0)
+			n++;
+	return n;
+}
+
+int swarm_send_to(struct swarm *sw, const uint8_t pub[PUBKEY_SIZE], const struct msg *m)
+{
+	for (struct peer *p = sw->peers; p; p = p->next)
+		if (p->established && !p->closing && !memcmp(p->pub, pub, PUBKEY_SIZE))
+			return send_msg(p, m);
+	return -ENOTCONN;
 }
 
 json_t *swarm_fetch_json(struct swarm *sw)

@@ -43,6 +43,12 @@ int swarm_check_release(struct swarm *sw, const struct manifest *m, const struct
 bool swarm_holds(struct swarm *sw, const uint8_t id[HASH_SIZE]);
 unsigned swarm_load(struct swarm *sw);
 
+/* The fleet's messages: REPORT to every connected gateway (returns how
+ * many), COMMAND to one device (-ENOTCONN when it is not connected). */
+struct msg;
+int swarm_send_gateways(struct swarm *sw, const struct msg *m);
+int swarm_send_to(struct swarm *sw, const uint8_t pub[PUBKEY_SIZE], const struct msg *m);
+
 /* For the control socket. */
 json_t *swarm_peers_json(struct swarm *sw);
 json_t *swarm_fetch_json(struct swarm *sw);

@@ -71,7 +71,36 @@ static const char *const migrations[] = {
 	"  seq INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL DEFAULT (strftime('%s','now')),"
 	"  release BLOB, version TEXT NOT NULL DEFAULT '', slot INTEGER NOT NULL DEFAULT -1,"
 	"  phase TEXT NOT NULL, result TEXT NOT NULL, detail TEXT NOT NULL DEFAULT '');",
+	/* 2 -> 3: a gateway's fleet (daemon/fleet.c): the latest REPORT of each
+	 * device and a bounded history (payloads as they came off the wire),
+	 * campaigns and where each of their devices stands */
+	"CREATE TABLE devices ("
+	"  id BLOB PRIMARY KEY, name TEXT NOT NULL, report BLOB NOT NULL,"
+	"  first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL);"
+	"CREATE TABLE device_reports ("
+	"  seq INTEGER PRIMARY KEY AUTOINCREMENT, device BLOB NOT NULL, at INTEGER NOT NULL, report BLOB NOT NULL);"
+	"CREATE INDEX device_reports_by_device ON device_reports (device, seq);"
+	"CREATE TABLE campaigns ("
+	"  id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, release BLOB NOT NULL,"
+	"  version TEXT NOT NULL, counter INTEGER NOT NULL, selector TEXT NOT NULL,"
+	"  canary_count INTEGER NOT NULL, canary_percent INTEGER NOT NULL, max_parallel INTEGER NOT NULL,"
+	"  failure_threshold INTEGER NOT NULL, windows TEXT NOT NULL, state INTEGER NOT NULL,"
+	"  canary_n INTEGER NOT NULL, failures INTEGER NOT NULL, reason TEXT NOT NULL,"
+	"  created INTEGER NOT NULL DEFAULT (strftime('%s','now')));"
+	"CREATE TABLE campaign_targets ("
+	"  campaign INTEGER NOT NULL, device BLOB NOT NULL, phase INTEGER NOT NULL, state INTEGER NOT NULL,"
+	"  since INTEGER NOT NULL, PRIMARY KEY (campaign, device)) WITHOUT ROWID;",
 };
+
+sqlite3 *state_db(struct state *st)
+{
+	return st->db;
+}
+
+int state_errno(int rc)
+{
+	return sql_errno(rc);
+}
 
 static int exec(struct state *st, const char *sql)
 {

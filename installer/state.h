@@ -14,7 +14,7 @@
 
 #include "manifest.h"
 
-#define STATE_SCHEMA_VERSION 2
+#define STATE_SCHEMA_VERSION 3
 
 struct state;
 
@@ -150,6 +150,14 @@ struct state_event {
 int state_event_add(struct state *st, const uint8_t *release, const char *version, int slot, const char *phase,
 		    const char *result, const char *detail);
 int state_event_foreach(struct state *st, size_t limit, int (*cb)(void *ud, const struct state_event *e), void *ud);
+
+/* ---- a gateway's fleet (schema 3) ---- */
+
+/* The connection, for daemon/fleet.c, which keeps its own statements on
+ * the tables of schema 3 (devices, device_reports, campaigns,
+ * campaign_targets); and the one conversion of SQLite's codes. */
+sqlite3 *state_db(struct state *st);
+int state_errno(int rc);
 
 /* PRAGMA quick_check: 0 when the database is sound, -EUCLEAN (err says
  * what SQLite found) when not. */

@@ -180,6 +180,8 @@ int report_decode(struct rd *r, struct msg_report *m)
 
 	if ((k = rd_version(r, &m->version)) < 0 || (k = rd_u64(r, &m->seq, "sequence number")) < 0 ||
 	    (k = rd_u64(r, &m->uptime_s, "uptime")) < 0 || (k = rd_u64(r, &m->free_bytes, "free space")) < 0 ||
+	    (k = rd_u64(r, &m->rx_gateway, "bytes from gateways")) < 0 ||
+	    (k = rd_u64(r, &m->rx_peers, "bytes from peers")) < 0 ||
 	    (k = rd_text(r, 1, MANIFEST_PRODUCT_MAX, &m->product, wire_product_ok, "product")) < 0 ||
 	    (k = rd_text(r, 0, 64, &m->name, text_is_clean, "name")) < 0 || (k = dec_tags(r, m)) < 0)
 		return k;
@@ -256,6 +258,8 @@ int report_encode(const struct msg_report *m, struct wbuf *w)
 	wbuf_u64(w, m->seq);
 	wbuf_u64(w, m->uptime_s);
 	wbuf_u64(w, m->free_bytes);
+	wbuf_u64(w, m->rx_gateway);
+	wbuf_u64(w, m->rx_peers);
 	wr_str(w, &m->product);
 	wr_str(w, &m->name);
 	wbuf_u8(w, m->n_tags);

@@ -72,6 +72,7 @@ struct msg_report {
 	uint64_t seq;                   /* counts up from 1 in every run of the device's daemon */
 	uint64_t uptime_s;              /* of the daemon */
 	uint64_t free_bytes;            /* free space of the state directory */
+	uint64_t rx_gateway, rx_peers;  /* bytes of chunks received from gateways and from peers, ever */
 	struct report_str product;      /* 1..64, the manifest product alphabet */
 	struct report_str name;         /* 0..64 text */
 	uint8_t n_tags;

@@ -246,7 +246,7 @@ void fixture_report(struct msg_report *ret)
 	};
 	static const struct report_inv inv[] = { { S("kernel"), S("6.1.0-18-amd64") }, { S("serial"), S("SN 0042") } };
 	struct msg_report m = {
-		.version = 1, .seq = 3, .uptime_s = 3600, .free_bytes = UINT64_C(1) << 33,
+		.version = 1, .seq = 3, .uptime_s = 3600, .free_bytes = UINT64_C(1) << 33, .rx_gateway = 1000, .rx_peers = 5000,
 		.product = S("acme-gw"), .name = S("line 3, station 7"),
 		.n_tags = ELEMENTSOF(tags), .booted_slot = 1, .installed_counter = 41,
 		.installed_version = S("1.4.0"), .state = REPORT_FAILED, .phase = S("rollback"),
@@ -273,7 +273,7 @@ static bool rs_eq(const struct report_str *a, const struct report_str *b)
 bool report_equal(const struct msg_report *a, const struct msg_report *b)
 {
 	if (a->version != b->version || a->seq != b->seq || a->uptime_s != b->uptime_s ||
-	    a->free_bytes != b->free_bytes || !rs_eq(&a->product, &b->product) || !rs_eq(&a->name, &b->name) ||
+	    a->free_bytes != b->free_bytes || a->rx_gateway != b->rx_gateway || a->rx_peers != b->rx_peers || !rs_eq(&a->product, &b->product) || !rs_eq(&a->name, &b->name) ||
 	    a->n_tags != b->n_tags || a->booted_slot != b->booted_slot ||
 	    memcmp(a->installed, b->installed, HASH_SIZE) || a->installed_counter != b->installed_counter ||
 	    !rs_eq(&a->installed_version, &b->installed_version) || a->state != b->state ||

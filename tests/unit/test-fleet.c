@@ -64,10 +64,10 @@ static void test_report_bounds(void **state)
 	refused(&r, "version 0 does not exist");
 	r = base;
 	r.product = (struct report_str){ "a b", 3 };
-	refused(&r, "product at byte 26 holds characters");
+	refused(&r, "product at byte 42 holds characters");
 	r = base;
 	r.product.len = 0;
-	refused(&r, "product at byte 26 has length 0");
+	refused(&r, "product at byte 42 has length 0");
 	r = base;
 	r.name = (struct report_str){ big, 64 };
 	accepted(&r);
