@@ -773,6 +773,21 @@ int installer_install(struct installer *in, const char *source, int reboot, stru
 			return abandon(in, k, err);
 		}
 
+		/* never write into the slot the bootloader boots next: after a
+		 * rollback not yet rebooted, the target is primary, and a cut
+		 * write would leave nothing to boot */
+		if ((k = bootloader_read(in->bl, &env, err)) < 0)
+			return abandon(in, k, err);
+		if (env.primary != active) {
+			if ((k = bootloader_commit(in->bl, active, err)) < 0)
+				return abandon(in, k, err);
+			say(in, LOG_NOTICE, "the bootloader booted slot %s next; slot %s (running) is primary again "
+			    "before slot %s is written", env.primary >= 0 ? in->sc->slots[env.primary].bootname : "(none)",
+			    in->sc->slots[active].bootname, in->sc->slots[target].bootname);
+			state_event_add(in->st, id, r->manifest->version, active, "pre-install", "primary",
+					"the running slot made primary again before writing the other");
+		}
+
 		res->phase = PHASE_WRITE;
 		if ((k = enter(in, PHASE_WRITE, NULL, err)) < 0)
 			return k;

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# The A/B installer's safety rules, each found broken once (file-backed
+# slots, the file bootloader backend, the boot simulator):
+#   - never write into the slot the bootloader boots next
+#   - `shoal rollback` never makes a slot primary that did not pass its
+#     health checks, and notices a fallback
+#   - the booted slot comes from the kernel command line, not a fixed
+#     booted-slot that disagrees with it
+#   - a keyring vouched for only by --trust is not kept, and no keyring
+#     floor moves before a commit
+#   - a refused release stays refused with an extra signature
+#   - a boot-check repeated after the commit began finishes it
+#   - a trial in the bootloader that no install records is undone
+#   - a hook that leaves a child holding its output is not "timed out"
+#
+# usage: installer-safety.sh SHOAL GEN-IMAGE
+set -u
+SHOAL=$1
+GEN=$2
+. "$(dirname "$0")/../lib/tap.sh"
+
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+cd "$T"
+export SHOAL_NO_PROGRESS=1
+unset SHOAL_SYSTEM_CONF SHOAL_INSTALLER_CRASH_AT
+export SHOAL_CONTROL_SOCKET="$T/no-daemon.sock"
+
+"$SHOAL" keygen -o root >/dev/null 2>&1
+"$GEN" --seed 21 --size $((2 << 20)) --kind mixed -o v1.img
+"$GEN" --from v1.img --seed 22 --change 0.2 -o v2.img
+"$GEN" --from v2.img --seed 23 --change 0.2 -o v3.img
+mkrel() { # NAME IMAGE COUNTER
+	"$SHOAL" release create --image "$2" --product acme --version "$1" --counter "$3" --key root.key \
+		--created @1700000000 -o "r$1" >/dev/null 2>&1
+}
+check "releases v1, v2, v3" sh -c "$(declare -f mkrel); SHOAL='$SHOAL'; mkrel 1 v1.img 1 && mkrel 2 v2.img 2 && mkrel 3 v3.img 3"
+
+# mkdev NAME [SYSTEM-LINES]: slot A holds v1 (unknown to shoal), A boots.
+mkdev() {
+	local d="$T/$1"
+	rm -rf "$d"
+	mkdir -p "$d/hooks/pre-install.d" "$d/hooks/commit.d" "$d/hooks/rollback.d" "$d/health"
+	truncate -s 4M "$d/slot-a" "$d/slot-b"
+	dd if=v1.img of="$d/slot-a" conv=notrunc status=none
+	cat >"$d/system.conf" <<CONF
+[system]
+product = acme
+bootloader = file
+state-dir = $d/state
+hooks-dir = $d/hooks
+health-dir = $d/health
+health-timeout = 10s
+hook-timeout = 10s
+reboot = none
+reboot-command = echo reboot >>$d/reboots
+trust = $T/root.pub
+${2:-boot-slot-file = $d/booted}
+
+[file]
+env = $d/env
+bootlimit = 2
+
+[slot.rootfs.0]
+device = $d/slot-a
+bootname = A
+
+[slot.rootfs.1]
+device = $d/slot-b
+bootname = B
+CONF
+	printf 'shoal_slot=A\n' >"$d/env"
+	[ -n "${2:-}" ] || "$SHOAL" --system-conf "$d/system.conf" boot-sim >/dev/null
+}
+sh_() { "$SHOAL" --system-conf "$T/$1/system.conf" "${@:2}"; }
+status_is() { sh_ "$1" status --json | jq -e "$2" >/dev/null; }
+booted() { sed -n 's/^slot=//p' "$T/$1/booted"; }
+# install_commit DEV REL: install, power on, boot-check (commits)
+install_commit() { sh_ "$1" install "$2" >/dev/null 2>&1 && sh_ "$1" boot-sim >/dev/null && sh_ "$1" boot-check >/dev/null 2>&1; }
+
+# --- never write into the slot the bootloader boots next -------------------------
+# rolled back during the trial of B without a reboot: A is primary, B runs
+mkdev w1
+sh_ w1 install r2 >/dev/null 2>&1
+sh_ w1 boot-sim >/dev/null
+sh_ w1 rollback --reboot none >/dev/null 2>&1
+check "rolled back without a reboot: A boots next, B runs" sh -c "grep -qx shoal_slot=A '$T/w1/env' && test \"\$(sed -n 's/^slot=//p' '$T/w1/booted')\" = B"
+expect_exit 137 "an install into A cut in its write phase" env SHOAL_INSTALLER_CRASH_AT=write "$SHOAL" --system-conf "$T/w1/system.conf" install r3
+check "... made the running B primary before writing A" grep -qx shoal_slot=B "$T/w1/env"
+check "... and the next power on boots B, not the half-written A" bash -c "$(declare -f sh_); T='$T'; SHOAL='$SHOAL'; sh_ w1 boot-sim | grep -qx 'booted slot B'"
+expect_exit 0 "... the install then goes through" sh_ w1 install r3
+check "... with A on trial" sh -c "grep -qx shoal_slot=A '$T/w1/env' && grep -qx upgrade_available=1 '$T/w1/env'"
+
+done_testing
