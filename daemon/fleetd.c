@@ -178,32 +178,6 @@ static void inv_done_cb(uv_work_t *req, int status)
 	f->inv = w;
 }
 
-/* "health NAME: ok|failed|timed out[: first line]" lines. */
-static size_t parse_boot_report(char *text, struct report_health *h)
-{
-	size_t n = 0;
-
-	for (char *line = text, *next; line && *line && n < REPORT_HEALTH_MAX; line = next) {
-		char *colon, *rest;
-
-		next = strchr(line, '\n');
-		if (next)
-			*next++ = '\0';
-		if (strncmp(line, "health ", 7) || !(colon = strstr(line + 7, ": ")))
-			continue;
-		*colon = '\0';
-		rest = colon + 2;
-		h[n].name = (struct report_str){ line + 7, strnlen(line + 7, REPORT_HEALTH_NAME_MAX) };
-		h[n].ok = !strncmp(rest, "ok", 2);
-		if ((rest = strstr(rest, ": ")))
-			rest += 2;
-		h[n].output = (struct report_str){ rest ? rest : "", rest ? strnlen(rest, REPORT_HEALTH_OUTPUT_MAX) : 0 };
-		if (h[n].name.len)
-			n++;
-	}
-	return n;
-}
-
 struct last_event {
 	bool found;
 	struct state_event e;
@@ -302,7 +276,7 @@ static void report_fill(struct fleet *f, struct msg_report *r, struct state_inst
 	}
 	if (f->boot_report) {
 		strcpy(health_buf, f->boot_report);
-		r->n_health = (uint8_t)parse_boot_report(health_buf, r->health);
+		r->n_health = (uint8_t)fleet_health_parse(health_buf, r->health);
 	}
 	if (f->inv) {
 		r->n_inv = f->inv->n;
@@ -805,7 +779,10 @@ static void campaigns_on_report(struct fleet *f, const uint8_t dev[PUBKEY_SIZE],
 			if (c->c.state != before)
 				log_warn("campaign %" PRIu64 " (%s): %s", c->id, c->name, c->c.reason);
 		}
-		campaign_step(f, c);
+		/* whom to command next is decided on the tick (once a second), not
+		 * per report: that reads every target's report */
+		if (c->dirty)
+			campaign_save(f, c);
 	}
 }
 

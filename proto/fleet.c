@@ -359,3 +359,27 @@ bool fleet_tags_match(const struct report_tag *sel, size_t n_sel, const struct r
 	}
 	return true;
 }
+
+size_t fleet_health_parse(char *text, struct report_health h[REPORT_HEALTH_MAX])
+{
+	size_t n = 0;
+
+	for (char *line = text, *next; line && *line && n < REPORT_HEALTH_MAX; line = next) {
+		char *colon, *rest;
+
+		next = strchr(line, '\n');
+		if (next)
+			*next++ = '\0';
+		if (strncmp(line, "health ", 7) || !(colon = strstr(line + 7, ": ")) || colon == line + 7)
+			continue;
+		*colon = '\0';
+		rest = colon + 2;
+		h[n].name = (struct report_str){ line + 7, strnlen(line + 7, REPORT_HEALTH_NAME_MAX) };
+		h[n].ok = !strncmp(rest, "ok", 2) && (rest[2] == '\0' || rest[2] == ':');
+		rest = strstr(rest, ": ");
+		h[n].output = rest ? (struct report_str){ rest + 2, strnlen(rest + 2, REPORT_HEALTH_OUTPUT_MAX) }
+				   : (struct report_str){ "", 0 };
+		n++;
+	}
+	return n;
+}

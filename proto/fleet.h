@@ -143,3 +143,9 @@ bool fleet_tags_match(const struct report_tag *sel, size_t n_sel, const struct r
  * one_line, text_is_clean) accepts: bytes that are not valid UTF-8 text
  * become '?'. Returns n. */
 size_t fleet_sanitize(char *s, size_t n, bool one_line);
+
+/* Parses what installer_boot_check writes into its report, one line per
+ * check: "health NAME: ok|failed|timed out[: first line of output]";
+ * other lines are skipped. Cuts text at every newline (in place); the
+ * entries point into it. Returns how many (at most REPORT_HEALTH_MAX). */
+size_t fleet_health_parse(char *text, struct report_health h[REPORT_HEALTH_MAX]);

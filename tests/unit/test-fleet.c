@@ -34,6 +34,7 @@ static void refused_at(const struct msg_report *r, const char *needle, int line)
 
 	assert_err_at(decode(&w, &d, &err), -EBADMSG, &err, needle, __FILE__, line);
 	_assert_int_equal(wire_encode(&m, &again), -EINVAL, __FILE__, line);
+	wbuf_free(&again);
 	wbuf_free(&w);
 }
 
@@ -225,6 +226,30 @@ static void test_sanitize(void **state)
 	assert_true(text_is_clean(b, strlen(b)));
 }
 
+static void test_health_parse(void **state)
+{
+	char text[] = "hook pre-install.d/10: ok\n"
+		      "health state-db: ok\n"
+		      "health 10-app: failed: port 80 closed\n"
+		      "health 20-slow: timed out\n"
+		      "health : nameless\n"
+		      "health okish: okay\n";
+	struct report_health h[REPORT_HEALTH_MAX];
+
+	(void)state;
+	assert_int_equal(fleet_health_parse(text, h), 4);
+	assert_int_equal(h[0].name.len, 8);
+	assert_memory_equal(h[0].name.s, "state-db", 8);
+	assert_int_equal(h[0].ok, 1);
+	assert_int_equal(h[0].output.len, 0);
+	assert_memory_equal(h[1].name.s, "10-app", 6);
+	assert_int_equal(h[1].ok, 0);
+	assert_int_equal(h[1].output.len, strlen("port 80 closed"));
+	assert_memory_equal(h[1].output.s, "port 80 closed", h[1].output.len);
+	assert_int_equal(h[2].ok, 0);
+	assert_int_equal(h[3].ok, 0); /* "okay" is not "ok" */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -233,6 +258,7 @@ int main(void)
 		cmocka_unit_test(test_command),
 		cmocka_unit_test(test_tags),
 		cmocka_unit_test(test_sanitize),
+		cmocka_unit_test(test_health_parse),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
