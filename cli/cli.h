@@ -79,6 +79,7 @@ int cmd_peers(int argc, char **argv);
 int cmd_devices(int argc, char **argv);
 int cmd_campaign(int argc, char **argv);
 int cmd_releases(int argc, char **argv);
+int cmd_publish(int argc, char **argv);
 int cmd_install(int argc, char **argv);
 int cmd_boot_check(int argc, char **argv);
 int cmd_mark_good(int argc, char **argv);

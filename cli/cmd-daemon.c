@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The daemon's client: shoal status | peers | releases, over shoald's
  * control socket (one JSON request line, one JSON reply line). */
+#include <errno.h>
 #include <getopt.h>
+#include <stdlib.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <sys/socket.h>
@@ -228,4 +230,49 @@ int cmd_peers(int argc, char **argv)
 int cmd_releases(int argc, char **argv)
 {
 	return client_verb("releases", argc, argv);
+}
+
+int cmd_publish(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "socket", required_argument, NULL, 's' },
+		{ "help", no_argument, NULL, 'h' },
+		{}
+	};
+	const char *sock = NULL;
+	char *path;
+	json_t *req, *reply;
+	int c;
+
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) >= 0) {
+		switch (c) {
+		case 's': sock = optarg; break;
+		case 'h':
+			printf("Usage: shoal publish [--socket PATH] RELEASE-DIR-OR-BUNDLE\n\n"
+			       "Asks the running gateway to seed a release from now on (it checks the\n"
+			       "signatures first). To seed it at every start, name it in [gateway] import.\n\n"
+			       "  --socket PATH  the gateway's control socket (default $SHOAL_CONTROL_SOCKET\n"
+			       "                 or %s)\n"
+			       "  -h, --help     this text\n", DEFAULT_SOCKET);
+			return EXIT_OK;
+		default: return usage_error("publish", "invalid option");
+		}
+	}
+	if (optind + 1 != argc)
+		return usage_error("publish", "one release directory or bundle is needed");
+	if (!(path = realpath(argv[optind], NULL))) {
+		log_error("%s: %s", argv[optind], strerror(errno));
+		return EXIT_FAIL;
+	}
+	req = json_pack("{s:s, s:s}", "cmd", "import", "path", path);
+	reply = control_request(socket_path(sock), req, false);
+	json_decref(req);
+	if (!reply) {
+		free(path);
+		return EXIT_FAIL;
+	}
+	printf("published %s\n", path);
+	free(path);
+	json_decref(reply);
+	return EXIT_OK;
 }

@@ -23,6 +23,7 @@ static const struct verb verbs[] = {
 	{ "devices", cmd_devices, "gateway: the devices that report to it" },
 	{ "campaign", cmd_campaign, "gateway: roll a release out: create|list|show|pause|resume|abort" },
 	{ "releases", cmd_releases, "the releases shoald knows" },
+	{ "publish", cmd_publish, "a gateway seeds a release from now on" },
 };
 
 static void help(void)

@@ -141,6 +141,22 @@ static json_t *fleet_control(struct daemon *d, const char *cmd, json_t *req)
 	return json_pack("{s:b, s:o}", "ok", 1, !strcmp(cmd, "device") ? "device" : "campaign", r);
 }
 
+/* {"cmd": "import", "path": P}: a gateway seeds the release directory or
+ * bundle at P from now on (`shoal publish`); its signatures are checked
+ * first, as for [gateway] import. */
+static json_t *import_json(struct daemon *d, const char *path)
+{
+	struct perr err = { "" };
+
+	if (d->conf.role != ROLE_GATEWAY)
+		return json_pack("{s:b, s:s}", "ok", 0, "error", "only a gateway publishes releases");
+	if (!path || path[0] != '/')
+		return json_pack("{s:b, s:s}", "ok", 0, "error", "\"path\" (an absolute path) is required");
+	if (swarm_import(d->swarm, path, &err) < 0)
+		return json_pack("{s:b, s:s}", "ok", 0, "error", err.msg);
+	return json_pack("{s:b}", "ok", 1);
+}
+
 static json_t *handle_request(struct daemon *d, const char *line)
 {
 	json_error_t jerr;
@@ -160,6 +176,8 @@ static json_t *handle_request(struct daemon *d, const char *line)
 		reply = json_pack("{s:b, s:o}", "ok", 1, "releases", rel);
 	} else if (!strcmp(cmd, "peers"))
 		reply = json_pack("{s:b, s:o}", "ok", 1, "peers", swarm_peers_json(d->swarm));
+	else if (!strcmp(cmd, "import"))
+		reply = import_json(d, json_string_value(json_object_get(req, "path")));
 	else if (!(reply = fleet_control(d, cmd, req)))
 		reply = json_pack("{s:b, s:s+}", "ok", 0, "error", "unknown command: ", cmd);
 	json_decref(req);

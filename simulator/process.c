@@ -102,7 +102,8 @@ struct proc {
 	uint32_t nn;
 	bool daemon_installs; /* shoald has [device] system_conf: it installs and boot-checks itself */
 	bool netem;
-	double t0;            /* monotonic seconds at the gateway's start */
+	double t0;            /* monotonic seconds when the gateway publishes version 2 */
+	bool published;       /* the gateway seeds version 2 (also after a restart) */
 	double wall0;
 	uint64_t image_size;
 	char v2_version[SCN_NAME_MAX];
@@ -749,7 +750,9 @@ static int shoald_conf(struct proc *p, struct pnode *n, bool with_sysconf, struc
 		   "ban_time = %" PRIu64 "ms\n\n",
 		s->upload_slots, s->max_connections + 1, s->request_timeout_ms, s->ban_ms);
 	if (n->gw) {
-		fprintf(f, "[gateway]\nstore_dir = %s/store\nimport = %s/rel2\n", n->dir, p->work);
+		fprintf(f, "[gateway]\nstore_dir = %s/store\n", n->dir);
+		if (p->published) /* a restarted gateway seeds it again */
+			fprintf(f, "import = %s/rel2\n", p->work);
 	} else {
 		/* the inactive slot receives the image and the active one is
 		 * reused. The target stays where it was at the first start:
@@ -1514,6 +1517,54 @@ static int setup(struct proc *p, struct perr *err)
 			}
 		}
 	}
+	/* the gateway starts with nothing to offer; every device connects
+	 * to it before version 2 is published (time 0): the measurement is
+	 * the swarm's, not how fast daemons dial */
+	say(p, "starting the gateway");
+	if ((k = shoald_start(p, &p->n[0], err)) < 0)
+		return k;
+	for (uint32_t i = 1; i < p->nn; i++) {
+		double until = mono() + 20;
+
+		for (;;) {
+			json_t *pe = ctl_query(&p->n[i], "{\"cmd\":\"peers\"}\n"), *x;
+			bool gw = false;
+			size_t j;
+
+			json_array_foreach(pe ? json_object_get(pe, "peers") : NULL, j, x)
+				gw |= !strcmp(json_string_value(json_object_get(x, "role")) ?: "", "gateway");
+			json_decref(pe);
+			if (gw || interrupted)
+				break;
+			if (mono() > until) {
+				say(p, "NOTE: %s is not connected to the gateway after 20 s; going on", p->n[i].name);
+				break;
+			}
+			usleep(100000);
+		}
+	}
+	return 0;
+}
+
+/* Time 0: `shoal publish` on the gateway's control socket. */
+static int publish_v2(struct proc *p, struct perr *err)
+{
+	char req[PATH_MAX + 64];
+	json_t *r;
+	bool ok;
+
+	snprintf(req, sizeof(req), "{\"cmd\":\"import\",\"path\":\"%s/rel2\"}\n", p->work);
+	r = ctl_query(&p->n[0], req);
+	ok = r && json_is_true(json_object_get(r, "ok"));
+	if (!ok) {
+		int k = perr_set(err, -EIO, "the gateway did not publish version 2: %s",
+				 r ? json_string_value(json_object_get(r, "error")) ?: "?" : "no answer");
+
+		json_decref(r);
+		return k;
+	}
+	json_decref(r);
+	p->published = true;
 	return 0;
 }
 
@@ -1595,10 +1646,10 @@ int proc_run(const struct scenario *s, const struct proc_opts *o, struct sim_res
 		k = -EINTR;
 		goto out;
 	}
-	/* time 0: the gateway starts and publishes version 2 */
+	/* time 0: the gateway publishes version 2 */
 	p.t0 = mono();
 	say(&p, "the gateway publishes version %s (%s discovery)", s->version, o->mdns ? "mDNS" : "static");
-	if ((k = shoald_start(&p, &p.n[0], err)) < 0)
+	if ((k = publish_v2(&p, err)) < 0)
 		goto out;
 	if (o->live)
 		sim_live_new(o->live, &live);
