@@ -1116,8 +1116,14 @@ int installer_rollback(struct installer *in, int reboot, struct boot_check_resul
 	if (k == 0) {
 		enum install_phase ph = install_phase_from_name(p.phase);
 
-		if (booted == p.slot && ph >= PHASE_REBOOT_PENDING) {
+		if (ph == PHASE_ROLLBACK) {
+			k = roll_back(in, &p, reboot, "rollback resumed after an interruption", res, err);
+		} else if (booted == p.slot && ph >= PHASE_REBOOT_PENDING) {
 			k = roll_back(in, &p, reboot, "rolled back by the operator", res, err);
+		} else if (ph >= PHASE_REBOOT_PENDING && strcmp(boot_id, p.boot_id) != 0) {
+			/* a boot since the trial was set, and not into its slot:
+			 * the bootloader gave up on it, as boot-check would say */
+			k = fell_back(in, &p, res, err);
 		} else {
 			/* not booted yet: cancel the trial; the release did nothing wrong */
 			if (ph >= PHASE_MARK_TRIAL && (k = bootloader_commit(in->bl, booted, err)) < 0)
@@ -1136,9 +1142,13 @@ int installer_rollback(struct installer *in, int reboot, struct boot_check_resul
 
 		k = state_slot_get(in->st, o, &other);
 		free(other.manifest);
-		if (k < 0 || !other.has_release || (strcmp(other.state, "good") && strcmp(other.state, "installed"))) {
-			k = perr_set(err, -ENOENT, "slot %s holds no verified release to go back to",
-				     in->sc->slots[o].bootname);
+		/* only a slot that booted and passed its health checks: a release
+		 * that was merely written never proved it boots, and committing it
+		 * would leave no fallback */
+		if (k < 0 || !other.has_release || strcmp(other.state, "good") != 0) {
+			k = perr_set(err, -ENOENT, "slot %s holds no verified release that passed its health checks "
+				     "to go back to (slot state: %s)", in->sc->slots[o].bootname,
+				     k < 0 ? "never written by shoal" : other.state);
 			goto out;
 		}
 		if ((k = bootloader_commit(in->bl, o, err)) < 0)

@@ -128,8 +128,9 @@ int installer_mark_bad(struct installer *in, int reboot, struct boot_check_resul
 
 /* Goes back to the other slot: during a trial it is mark-bad; with an
  * install waiting for its reboot it cancels the trial (the release is not
- * refused); with no install pending it makes the other slot primary when
- * it holds a verified release. */
+ * refused), or, after a boot into the old slot, handles the fallback as
+ * boot-check does; with no install pending it makes the other slot primary
+ * when it is "good" (booted and passed its health checks). */
 int installer_rollback(struct installer *in, int reboot, struct boot_check_result *res, struct perr *err);
 
 struct installer_status {

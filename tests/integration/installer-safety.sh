@@ -92,4 +92,25 @@ check "... and the next power on boots B, not the half-written A" bash -c "$(dec
 expect_exit 0 "... the install then goes through" sh_ w1 install r3
 check "... with A on trial" sh -c "grep -qx shoal_slot=A '$T/w1/env' && grep -qx upgrade_available=1 '$T/w1/env'"
 
+# --- rollback: only to a slot that booted and passed its health checks -----------
+mkdev rb1
+sh_ rb1 install r2 >/dev/null 2>&1
+check "trial boots 1 and 2 go to B, the 3rd falls back to A" bash -c "$(declare -f sh_); T='$T'; SHOAL='$SHOAL'; sh_ rb1 boot-sim | grep -qx 'booted slot B' && sh_ rb1 boot-sim | grep -qx 'booted slot B' && sh_ rb1 boot-sim | grep -qx 'booted slot A'"
+expect_exit 5 "rollback after the fallback (before boot-check) notices it" sh_ rb1 rollback
+output_has "... says the bootloader fell back" "never completed a boot"
+check "... slot B is bad, v2 refused" status_is rb1 '.system.slots[1].state == "bad" and (.system | has("pending") | not)'
+expect_exit 1 "a second rollback does not make the failed B primary" sh_ rb1 rollback
+output_has "... saying why" "slot B holds no verified release that passed its health checks"
+check "... A stays primary" grep -qx shoal_slot=A "$T/rb1/env"
+
+mkdev rb2
+sh_ rb2 install r2 >/dev/null 2>&1
+expect_exit 0 "rollback before the reboot cancels the trial" sh_ rb2 rollback
+expect_exit 1 "rollback again does not commit the never-booted B" sh_ rb2 rollback
+check "... A stays primary, no trial" sh -c "grep -qx shoal_slot=A '$T/rb2/env' && grep -qx upgrade_available=0 '$T/rb2/env'"
+install_commit rb2 r2 && install_commit rb2 r3
+check "v2 committed in B, then v3 in A" status_is rb2 '.system.slots[1].state == "good" and .system.slots[0].state == "good" and .system.installed.version == "3"'
+expect_exit 5 "with nothing pending, rollback from A to the good B works (exit 5: rolled back)" sh_ rb2 rollback
+check "... B is primary" grep -qx shoal_slot=B "$T/rb2/env"
+
 done_testing
