@@ -119,6 +119,43 @@ static void print_releases(json_t *rel)
 		       json_string_value(json_object_get(r, "id")));
 }
 
+static void print_fetch(json_t *f)
+{
+	char a[32], b[32];
+	json_int_t held, total;
+
+	if (!json_is_object(f))
+		return;
+	held = json_integer_value(json_object_get(f, "bytes_held"));
+	total = json_integer_value(json_object_get(f, "bytes_total"));
+	printf("Fetching:  %s: %s of %s (%d%%), %" JSON_INTEGER_FORMAT "/%" JSON_INTEGER_FORMAT " chunks\n",
+	       json_string_value(json_object_get(f, "version")), size_format((uint64_t)held, a, sizeof(a)),
+	       size_format((uint64_t)total, b, sizeof(b)), total ? (int)(held * 100 / total) : 0,
+	       json_integer_value(json_object_get(f, "chunks_held")), json_integer_value(json_object_get(f, "chunks_total")));
+}
+
+static void print_device(json_t *v)
+{
+	json_t *last = json_object_get(v, "last"), *bc = json_object_get(v, "boot_check");
+	const char *ver = json_string_value(json_object_get(v, "version")), *ph = json_string_value(json_object_get(v, "phase"));
+
+	if (!json_is_object(v))
+		return;
+	printf("Install:   %s%s%s%s%s (install = %s, reboot = %s)\n", json_string_value(json_object_get(v, "state")),
+	       ver ? " " : "", ver ? ver : "", ph ? ", phase " : "", ph ? ph : "",
+	       json_string_value(json_object_get(v, "install")), json_string_value(json_object_get(v, "reboot")));
+	if (json_object_get(v, "error"))
+		printf("           installs are off: %s\n", json_string_value(json_object_get(v, "error")));
+	if (bc && strcmp(json_string_value(json_object_get(bc, "outcome")) ?: "", "nothing"))
+		printf("Boot:      check at start: %s %s\n", json_string_value(json_object_get(bc, "outcome")),
+		       json_string_value(json_object_get(bc, "version")));
+	if (json_is_object(last))
+		printf("Last:      %s %s%s%s\n", json_string_value(json_object_get(last, "result")),
+		       json_string_value(json_object_get(last, "version")),
+		       *(json_string_value(json_object_get(last, "detail")) ?: "") ? ": " : "",
+		       json_string_value(json_object_get(last, "detail")) ?: "");
+}
+
 static void print_status(json_t *s)
 {
 	json_t *b = json_object_get(s, "bytes");
@@ -130,6 +167,8 @@ static void print_status(json_t *s)
 	printf("Listening: port %" JSON_INTEGER_FORMAT ", up %" JSON_INTEGER_FORMAT " s\n",
 	       json_integer_value(json_object_get(s, "port")), json_integer_value(json_object_get(s, "uptime_ms")) / 1000);
 	print_releases(json_object_get(s, "releases"));
+	print_fetch(json_object_get(s, "fetch"));
+	print_device(json_object_get(s, "device"));
 	printf("Received:  %s local, %s from peers, %s from the gateway; sent %s\n",
 	       size_format((uint64_t)json_integer_value(json_object_get(b, "local")), a, sizeof(a)),
 	       size_format((uint64_t)json_integer_value(json_object_get(b, "peers")), c, sizeof(c)),
@@ -179,6 +218,10 @@ static int client_verb(const char *verb, int argc, char **argv)
 	if (is_status)
 		sys = install_status_json(sysconf, !sysconf && !getenv("SHOAL_SYSTEM_CONF"));
 	reply = control_call(socket_path(sock), verb, sys != NULL);
+	/* the daemon names its system config: show the system part of that one */
+	if (is_status && !sys && reply && json_is_string(json_object_get(json_object_get(reply, "device"), "system_conf")))
+		sys = install_status_json(json_string_value(json_object_get(json_object_get(reply, "device"), "system_conf")),
+					  false);
 	if (!reply && !sys)
 		return EXIT_FAIL;
 	if (sys) {

@@ -108,9 +108,11 @@ struct opts {
 	int reboot;
 	const char *trust[SIGSET_MAX];
 	size_t n_trust;
+	bool fetched;
+	const char *socket;
 };
 
-enum { O_CONF = 0x100, O_JSON, O_REBOOT, O_TRUST, O_HELP };
+enum { O_CONF = 0x100, O_JSON, O_REBOOT, O_TRUST, O_HELP, O_FETCHED, O_SOCKET };
 
 static int parse_opts(const char *verb, int argc, char **argv, bool with_reboot, bool with_trust, const char *usage,
 		      struct opts *o)
@@ -121,6 +123,8 @@ static int parse_opts(const char *verb, int argc, char **argv, bool with_reboot,
 		{ "reboot", required_argument, NULL, O_REBOOT },
 		{ "trust", required_argument, NULL, O_TRUST },
 		{ "help", no_argument, NULL, O_HELP },
+		{ "fetched", no_argument, NULL, O_FETCHED },
+		{ "socket", required_argument, NULL, O_SOCKET },
 		{}
 	};
 	int c;
@@ -139,6 +143,15 @@ static int parse_opts(const char *verb, int argc, char **argv, bool with_reboot,
 			if (!with_trust || o->n_trust >= ELEMENTSOF(o->trust))
 				return usage_error(verb, "--trust is for install, at most %zu", ELEMENTSOF(o->trust));
 			o->trust[o->n_trust++] = optarg;
+			break;
+		case O_FETCHED:
+		case O_SOCKET:
+			if (!with_trust)
+				return usage_error(verb, "--fetched and --socket are for install");
+			if (c == O_FETCHED)
+				o->fetched = true;
+			else
+				o->socket = optarg;
 			break;
 		case 'h':
 		case O_HELP:
@@ -171,7 +184,11 @@ int cmd_install(int argc, char **argv)
 		"[system] modules-dir/TYPE instead: Download, Install, then (unless it needs a\n"
 		"reboot) health checks and Commit, or Rollback. Exit 5 when it was rolled back.\n\n"
 		COMMON_HELP REBOOT_HELP
-		"  --trust ROOT.pub    a trusted root key besides [system] trust (repeatable)\n";
+		"  --trust ROOT.pub    a trusted root key besides [system] trust (repeatable)\n"
+		"\nUsage: shoal install --fetched [--socket PATH] [--json]\n\n"
+		"Asks the running shoald to install the release it fetched into the inactive\n"
+		"slot ([device] install = manual waits for this). Exit 1 when none waits.\n"
+		"  --socket PATH       shoald's control socket (default $SHOAL_CONTROL_SOCKET)\n";
 	_cleanup_(sysconf_freep) struct sysconf *sc = NULL;
 	_cleanup_(installer_freep) struct installer *in = NULL;
 	struct ui u = { 0 };
@@ -183,6 +200,24 @@ int cmd_install(int argc, char **argv)
 
 	if ((k = parse_opts("install", argc, argv, true, true, usage, &o)) != 0)
 		return k < 0 ? EXIT_OK : k;
+	if (o.fetched) {
+		json_t *req, *r;
+
+		if (optind != argc)
+			return usage_error("install", "--fetched takes no bundle: shoald installs what it fetched");
+		req = json_pack("{s:s}", "cmd", "install");
+		r = control_request(socket_path(o.socket), req, false); /* says why when not "ok" */
+		json_decref(req);
+		if (!r)
+			return EXIT_FAIL;
+		if (o.json)
+			print_json(r);
+		else {
+			printf("shoald installs the fetched release ('shoal status' shows its phase)\n");
+			json_decref(r);
+		}
+		return EXIT_OK;
+	}
 	if (optind + 1 != argc)
 		return usage_error("install", "expects one bundle or release directory");
 	u.json = o.json;

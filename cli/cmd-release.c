@@ -4,16 +4,15 @@
 #include <getopt.h>
 #include <jansson.h>
 #include <limits.h>
-#include <linux/fs.h>
 #include <pthread.h>
 #include <sodium.h>
-#include <sys/ioctl.h>
 #include <sys/stat.h>
 
 #include "chunk.h"
 #include "cli.h"
 #include "fileio.h"
 #include "release-json.h"
+#include "reuse.h"
 #include "store.h"
 #include "trust.h"
 
@@ -193,20 +192,6 @@ static int pipeline_push(struct pipeline *p, const uint8_t *a, size_t na, const 
 	if (k)
 		free(j.data);
 	return k;
-}
-
-static int image_size_of(int fd, uint64_t *ret)
-{
-	struct stat st;
-
-	if (fstat(fd, &st) < 0)
-		return -errno;
-	if (S_ISBLK(st.st_mode))
-		return ioctl(fd, BLKGETSIZE64, ret) < 0 ? -errno : 0;
-	if (!S_ISREG(st.st_mode))
-		return -EINVAL;
-	*ret = (uint64_t)st.st_size;
-	return 0;
 }
 
 /* The whole-image hash is serial and costs as much as the chunk ids, so it
@@ -596,7 +581,7 @@ static int release_create(int argc, char **argv)
 		return EXIT_FAIL;
 	}
 	fd = open(image, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || image_size_of(fd, &total) < 0) {
+	if (fd < 0 || fd_size(fd, &total) < 0) {
 		free_keys(sks, n_keys);
 		log_error("%s: %s", image, fd < 0 ? strerror(errno) : "not a regular file or block device");
 		return EXIT_FAIL;

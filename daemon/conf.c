@@ -13,6 +13,8 @@
 
 static const char *const role_names[] = { "device", "gateway", NULL };
 static const int role_values[] = { ROLE_DEVICE, ROLE_GATEWAY };
+static const char *const install_names[] = { "auto", "manual", NULL };
+static const int install_values[] = { INSTALL_AUTO, INSTALL_MANUAL };
 static const char *const level_names[] = { "error", "warning", "notice", "info", "debug", NULL };
 static const int level_values[] = { LOG_ERR, LOG_WARNING, LOG_NOTICE, LOG_INFO, LOG_DEBUG };
 
@@ -61,6 +63,9 @@ static const struct conf_key keys[] = {
 	K("device", "auto_fetch", BOOL, auto_fetch, 0, 0),
 	K("device", "inventory_dir", STR, inventory_dir, 0, 0),
 	K("device", "inventory_timeout", DURATION, inventory_timeout_ms, 100, 600000),
+	K("device", "system_conf", STR, system_conf, 0, 0),
+	E("device", "install", install, install_names, install_values),
+	K("device", "reboot", STR, reboot, 0, 0),
 };
 
 static int handler(void *user, const char *section, const char *name, const char *value, struct perr *err)
@@ -162,6 +167,35 @@ int conf_parse_hostport(const char *s, struct sockaddr_in *ret)
 	return 0;
 }
 
+static int parse_hhmm(const char *s, unsigned *ret)
+{
+	unsigned h, m;
+	int n = 0;
+
+	if (sscanf(s, "%2u:%2u%n", &h, &m, &n) != 2 || n != 5 || h > 23 || m > 59)
+		return -EINVAL;
+	*ret = h * 60 + m;
+	return 0;
+}
+
+int conf_parse_reboot(const char *s, struct conf_reboot *ret)
+{
+	struct conf_reboot r = { 0 };
+
+	if (!strcmp(s, "now"))
+		r.when = DEV_REBOOT_NOW;
+	else if (!strcmp(s, "none"))
+		r.when = DEV_REBOOT_NONE;
+	else if (!strncmp(s, "window ", 7) && strlen(s) == 7 + 11 && s[7 + 5] == '-' &&
+		 parse_hhmm(s + 7, &r.start_min) == 0 && parse_hhmm(s + 7 + 6, &r.end_min) == 0 &&
+		 r.start_min != r.end_min)
+		r.when = DEV_REBOOT_WINDOW;
+	else
+		return -EINVAL;
+	*ret = r;
+	return 0;
+}
+
 /* Would a HELLO with this product and name go out? The codec refuses what
  * a peer would. */
 static int hello_encodes(const char *product, const char *name)
@@ -192,8 +226,13 @@ int conf_check(const struct conf *c, struct perr *err)
 		return perr_set(err, -EINVAL, "[fleet] trust is required: at least one root public key file");
 	if (c->role == ROLE_GATEWAY && !c->store_dir)
 		return perr_set(err, -EINVAL, "[gateway] store_dir is required for role = gateway");
-	if (c->role == ROLE_DEVICE && !c->target)
-		return perr_set(err, -EINVAL, "[device] target is required for role = device");
+	if (c->role == ROLE_DEVICE && !c->target && !c->system_conf)
+		return perr_set(err, -EINVAL, "[device] target or system_conf is required for role = device");
+	if (c->target && c->system_conf)
+		return perr_set(err, -EINVAL, "[device] target and system_conf exclude each other: with system_conf "
+				"releases are fetched into the inactive slot");
+	if (c->reboot && conf_parse_reboot(c->reboot, &(struct conf_reboot){ 0 }) < 0)
+		return perr_set(err, -EINVAL, "[device] reboot '%s' is not now, none or window HH:MM-HH:MM", c->reboot);
 	for (size_t i = 0; i < c->origin.n; i++)
 		if (strncmp(c->origin.v[i], "http://", 7) && strncmp(c->origin.v[i], "https://", 8))
 			return perr_set(err, -EINVAL, "[gateway] origin '%s': only http:// and https:// URLs",

@@ -67,7 +67,29 @@ struct conf {
 	bool auto_fetch;
 	char *inventory_dir;     /* executables that print key=value lines for the report */
 	uint64_t inventory_timeout_ms;
+	char *system_conf;       /* the installer's system.conf: fetch into the inactive slot, install */
+	int install;             /* enum conf_install */
+	char *reboot;            /* "now", "none", "window HH:MM-HH:MM"; NULL: [system] reboot */
 };
+
+enum conf_install {
+	INSTALL_AUTO = 0,   /* install a release as soon as it is fetched */
+	INSTALL_MANUAL = 1, /* wait for `shoal install --fetched` or the gateway */
+};
+
+enum conf_reboot_when {
+	DEV_REBOOT_NOW = 0,
+	DEV_REBOOT_NONE,
+	DEV_REBOOT_WINDOW,
+};
+
+struct conf_reboot {
+	enum conf_reboot_when when;
+	unsigned start_min, end_min; /* the window, minutes after local midnight; end < start wraps */
+};
+
+/* Parses [device] reboot: "now", "none" or "window HH:MM-HH:MM". */
+int conf_parse_reboot(const char *s, struct conf_reboot *ret);
 
 /* Fills c with the defaults. */
 int conf_init(struct conf *c);

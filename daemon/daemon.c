@@ -10,6 +10,7 @@
 #endif
 
 #include "daemon.h"
+#include "device.h"
 #include "discovery.h"
 #include "fleetd.h"
 #include "http.h"
@@ -94,6 +95,8 @@ static json_t *status_json(struct daemon *d)
 		json_object_set_new(o, "fetch", swarm_fetch_json(d->swarm));
 		if (d->conf.role == ROLE_DEVICE)
 			json_object_set_new(o, "forward_cache", swarm_cache_json(d->swarm));
+		if (d->dev)
+			json_object_set_new(o, "device", device_status_json(d));
 		if (d->origin)
 			json_object_set_new(o, "origins", origin_json(d->origin));
 		json_object_set_new(json_object_get(o, "bytes"), "origin",
@@ -174,6 +177,12 @@ static json_t *handle_request(struct daemon *d, const char *line)
 
 		state_release_foreach(d->st, add_release, rel);
 		reply = json_pack("{s:b, s:o}", "ok", 1, "releases", rel);
+	} else if (!strcmp(cmd, "install") || !strcmp(cmd, "reboot")) {
+		struct perr err = { "" };
+		int k = !strcmp(cmd, "install") ? device_install_fetched(d, &err) : device_reboot_now(d, &err);
+
+		reply = k < 0 ? json_pack("{s:b, s:s, s:i}", "ok", 0, "error", err.msg, "errno", -k)
+			      : json_pack("{s:b}", "ok", 1);
 	} else if (!strcmp(cmd, "peers"))
 		reply = json_pack("{s:b, s:o}", "ok", 1, "peers", swarm_peers_json(d->swarm));
 	else if (!strcmp(cmd, "import"))
@@ -312,6 +321,7 @@ static void signal_cb(uv_signal_t *s, int signum)
 	http_stop(d->http);
 	swarm_stop(d->swarm);
 	origin_stop(d->origin);
+	device_stop(d);
 	discovery_stop(d->disc); /* closes its handles with their own callbacks */
 	uv_walk(&d->loop, close_walk_cb, NULL);
 }
@@ -325,14 +335,18 @@ int daemon_init(struct daemon *d, struct perr *err)
 	if ((k = uv_loop_init(&d->loop)) < 0)
 		return perr_set(err, k, "event loop: %s", uv_strerror(k));
 	d->loop_ready = true;
-	if ((k = state_open(d->conf.state_dir, &d->st, err)) < 0 ||
-	    (k = device_key_load(d->conf.state_dir, &d->device_sk, d->device_pk, err)) < 0 ||
+	/* with a system config, the installer's database is ours, and the
+	 * boot check runs before anything joins the swarm */
+	if ((k = d->conf.system_conf ? device_open(d, err) : state_open(d->conf.state_dir, &d->st, err)) < 0)
+		return k;
+	if ((k = device_key_load(d->conf.state_dir, &d->device_sk, d->device_pk, err)) < 0 ||
 	    (k = fleet_key_load(d->conf.fleet_secret_file, &d->fleet_key, err)) < 0 ||
 	    (k = listen_tcp(d, err)) < 0 || (k = listen_control(d, err)) < 0 ||
 	    (k = swarm_new(d, &d->swarm, err)) < 0 || (k = origin_new(d, &d->origin, err)) < 0 ||
 	    (k = discovery_new(d, &d->disc, err)) < 0 || (k = fleet_new(d, &d->fleet, err)) < 0 ||
 	    (k = http_new(d, &d->http, err)) < 0)
 		return k;
+	device_start(d);
 	uv_signal_init(&d->loop, &d->sigterm);
 	uv_signal_init(&d->loop, &d->sigint);
 	d->sigterm.data = d->sigint.data = d;
@@ -384,6 +398,7 @@ void daemon_deinit(struct daemon *d)
 		http_stop(d->http);
 		swarm_stop(d->swarm);
 		origin_stop(d->origin);
+		device_stop(d);
 		discovery_stop(d->disc);
 		uv_walk(&d->loop, close_walk_cb, NULL);
 		uv_run(&d->loop, UV_RUN_DEFAULT);
@@ -394,7 +409,10 @@ void daemon_deinit(struct daemon *d)
 	discovery_free(d->disc);
 	origin_free(d->origin);
 	swarm_free(d->swarm);
-	state_close(d->st);
+	if (d->dev)
+		device_free(d->dev); /* and with it the installer's database */
+	else
+		state_close(d->st);
 	sodium_free(d->device_sk);
 	sodium_free(d->fleet_key);
 	conf_deinit(&d->conf);

@@ -9,11 +9,13 @@
 
 #include "chunk.h"
 #include "daemon.h"
+#include "device.h"
 #include "fileio.h"
 #include "fleetd.h"
 #include "keyfile.h"
 #include "log.h"
 #include "release.h"
+#include "reuse.h"
 #include "ratelimit.h"
 #include "scheduler.h"
 #include "session.h"
@@ -57,7 +59,8 @@ struct held {
 	uint8_t *mbytes;
 	size_t mlen;
 	struct release *src; /* gateway */
-	int fd;              /* device: the target, -1 otherwise */
+	int fd;              /* device: the target or a slot, -1 otherwise */
+	int slot;            /* the installer's slot fd reads, -1 otherwise */
 	uint8_t *have;       /* NULL: every chunk */
 	uint32_t n_have;
 	uint32_t *order;     /* chunk indexes sorted by id */
@@ -242,6 +245,7 @@ static struct held *held_new(struct manifest *m, uint8_t *mbytes, size_t mlen)
 	if (!h)
 		return NULL;
 	h->fd = -1;
+	h->slot = -1;
 	h->m = m;
 	h->mbytes = mbytes;
 	h->mlen = mlen;
@@ -560,9 +564,9 @@ static void peer_close(struct peer *p, const char *why)
 
 /* ---- fetching ---- */
 
-static bool refused(struct swarm *sw, const uint8_t id[HASH_SIZE])
+static bool refused_here(struct swarm *sw, const uint8_t id[HASH_SIZE])
 {
-	for (size_t i = 0; i < sw->n_refused; i++)
+	for (size_t i = 0; i < sw->n_refused && i < ELEMENTSOF(sw->refused); i++)
 		if (!memcmp(sw->refused[i], id, HASH_SIZE))
 			return true;
 	return false;
@@ -570,8 +574,20 @@ static bool refused(struct swarm *sw, const uint8_t id[HASH_SIZE])
 
 static void refuse(struct swarm *sw, const uint8_t id[HASH_SIZE])
 {
-	if (!refused(sw, id))
+	if (!refused_here(sw, id))
 		memcpy(sw->refused[sw->n_refused++ % ELEMENTSOF(sw->refused)], id, HASH_SIZE);
+}
+
+/* Refused this run, or for good by the installer (rolled back, fell back). */
+static bool refused(struct swarm *sw, const uint8_t id[HASH_SIZE])
+{
+	if (refused_here(sw, id))
+		return true;
+	if (state_refused(sw->d->st, id, NULL, 0) == 1) {
+		refuse(sw, id);
+		return true;
+	}
+	return false;
 }
 
 /* The highest counter we hold or fetch: only newer releases are wanted. */
@@ -698,26 +714,11 @@ static void fetch_free(struct fetch *f)
 
 static int verify_target(struct held *h, struct perr *err)
 {
-	crypto_generichash_state hs;
-	uint8_t got[HASH_SIZE], *buf = malloc(1u << 20);
-	uint64_t off = 0;
-	int k = 0;
+	uint8_t got[HASH_SIZE];
+	int k = image_hash_fd(h->fd, h->m->image_size, got, NULL, NULL, err);
 
-	if (!buf)
-		return perr_set(err, -ENOMEM, "out of memory");
-	crypto_generichash_init(&hs, NULL, 0, HASH_SIZE);
-	while (off < h->m->image_size) {
-		size_t n = h->m->image_size - off < (1u << 20) ? (size_t)(h->m->image_size - off) : (1u << 20);
-
-		if ((k = pread_full(h->fd, buf, n, (off_t)off)) < 0)
-			break;
-		crypto_generichash_update(&hs, buf, n);
-		off += n;
-	}
-	free(buf);
 	if (k < 0)
-		return perr_set(err, k, "reading the target: %s", strerror(-k));
-	crypto_generichash_final(&hs, got, HASH_SIZE);
+		return perr_prefix(err, k, "the target: ");
 	if (sodium_memcmp(got, h->m->image_hash, HASH_SIZE) != 0)
 		return perr_set(err, -EILSEQ, "the assembled image does not match the manifest's image hash");
 	return 0;
@@ -735,7 +736,7 @@ static void fetch_complete(struct swarm *sw)
 	fetch_sync(sw);
 	flush_counters(sw);
 	sched_get_stats(f->sched, &st);
-	if (verify_target(h, &err) < 0) {
+	if (h->slot < 0 && verify_target(h, &err) < 0) {
 		log_err("release %s %s: %s; starting over", h->m->version, hex16(h->id, id), err.msg);
 		state_have_clear(sw->d->st, h->id);
 		memset(h->have, 0, (h->m->n_chunks + 7) / 8);
@@ -745,75 +746,83 @@ static void fetch_complete(struct swarm *sw)
 	state_release_set_state(sw->d->st, h->id, REL_COMPLETE);
 	free(h->have);
 	h->have = NULL;
-	log_notice("release %s %s (counter %" PRIu64 "): complete and verified in %.1f s; %" PRIu64
+	log_notice("release %s %s (counter %" PRIu64 "): complete and verified%s in %.1f s; %" PRIu64
 		   " bytes from peers, %" PRIu64 " from the gateway, %" PRIu64 " wasted",
-		   h->m->product, h->m->version, h->m->counter, (double)(uv_now(&sw->d->loop) - f->started_ms) / 1000,
+		   h->m->product, h->m->version, h->m->counter,
+		   h->slot < 0 ? "" : " chunk by chunk (the installer checks the whole slot)",
+		   (double)(uv_now(&sw->d->loop) - f->started_ms) / 1000,
 		   st.bytes_from_peers, st.bytes_from_seeds, st.bytes_wasted);
 	fetch_free(f);
 	sw->fetch = NULL;
 	broadcast_releases(sw);
+	if (h->slot >= 0)
+		device_fetched(sw->d, h->id, h->mbytes, h->mlen);
 }
 
-/* Copies every chunk that a reuse file already holds (the running image, a
- * seed file): delta updates without precomputed deltas. */
-static void reuse_local(struct swarm *sw, const char *path)
-{
-	struct fetch *f = sw->fetch;
-	struct held *h = f->h;
-	struct chunker ch;
-	uint8_t *buf;
-	size_t fill = 0, cap = (4u << 20) + h->m->chunking.max;
-	uint64_t reused = 0;
-	int fd;
+/* Local reuse (installer/reuse.c): chunks the device already holds are
+ * written into the target and count as fetched. */
+struct reuse_ctx {
+	struct swarm *sw;
+	uint64_t reused;
+};
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+static bool reuse_wanted(void *ud, const uint8_t id[HASH_SIZE], uint32_t len)
+{
+	struct held *h = ((struct reuse_ctx *)ud)->sw->fetch->h;
+	size_t pos = order_find(h, id);
+
+	for (; pos < h->m->n_chunks && !memcmp(chunk_of(h, h->order[pos])->id, id, HASH_SIZE); pos++)
+		if (!held_has(h, h->order[pos]) && chunk_of(h, h->order[pos])->len == len)
+			return true;
+	return false;
+}
+
+static int reuse_offer(void *ud, const uint8_t id[HASH_SIZE], const uint8_t *buf, uint32_t len, struct perr *err)
+{
+	struct reuse_ctx *rc = ud;
+	uint32_t first;
+	int k = write_unit(rc->sw, id, buf, len, &first);
+
+	if (k < 0)
+		return perr_set(err, k, "writing the target failed: %s", strerror(-k));
+	if (sched_have(rc->sw->fetch->sched, first) == 1)
+		rc->reused += len;
+	return 0;
+}
+
+/* Copies every chunk that fd already holds (the active slot, the running
+ * image, a seed file): delta updates without precomputed deltas. old: the
+ * manifest fd is known to hold (read by its table), else it is chunked. */
+static void reuse_local(struct swarm *sw, const char *what, int fd, const struct manifest *old)
+{
+	struct reuse_ctx rc = { sw, 0 };
+	struct reuse_ops ops = { reuse_wanted, reuse_offer, &rc };
+	struct perr err = { "" };
+	uint64_t size;
+	int k = fd_size(fd, &size);
+
+	if (k < 0)
+		perr_set(&err, k, "%s", strerror(-k));
+	else if (old)
+		k = reuse_known(fd, size, old, &ops, &err);
+	else
+		k = reuse_scan(fd, size, &sw->fetch->h->m->chunking, &ops, &err);
+	if (k < 0)
+		log_warn("reuse %s: %s", what, err.msg);
+	state_counter_add(sw->d->st, "rx_local", rc.reused);
+	log_info("reuse %s: %" PRIu64 " bytes of the new release were already here", what, rc.reused);
+}
+
+static void reuse_file(struct swarm *sw, const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
 	if (fd < 0) {
 		log_warn("reuse %s: %s", path, strerror(errno));
 		return;
 	}
-	buf = malloc(cap);
-	if (!buf || chunker_init(&ch, &h->m->chunking, NULL) < 0) {
-		free(buf);
-		close(fd);
-		return;
-	}
-	for (;;) {
-		ssize_t n = read(fd, buf + fill, cap - fill);
-		size_t pos, start = 0;
-
-		if (n <= 0)
-			break;
-		pos = fill;
-		fill += (size_t)n;
-		while (pos < fill) {
-			size_t cut = chunker_scan(&ch, buf + pos, fill - pos);
-			uint8_t cid[HASH_SIZE];
-			uint32_t first;
-
-			if (cut == CHUNKER_NO_CUT)
-				break;
-			pos += cut;
-			chunk_id(buf + start, pos - start, cid);
-			if (write_unit(sw, cid, buf + start, (uint32_t)(pos - start), &first) == 0 &&
-			    sched_have(f->sched, first) == 1)
-				reused += pos - start;
-			start = pos;
-		}
-		memmove(buf, buf + start, fill - start);
-		fill -= start;
-	}
-	if (fill) {
-		uint8_t cid[HASH_SIZE];
-		uint32_t first;
-
-		chunk_id(buf, fill, cid);
-		if (write_unit(sw, cid, buf, (uint32_t)fill, &first) == 0 && sched_have(f->sched, first) == 1)
-			reused += fill;
-	}
-	free(buf);
+	reuse_local(sw, path, fd, NULL);
 	close(fd);
-	state_counter_add(sw->d->st, "rx_local", reused);
-	log_info("reuse %s: %" PRIu64 " bytes of the new release were already here", path, reused);
 }
 
 static int resume_cb(void *ud, uint32_t idx)
@@ -848,8 +857,26 @@ static int fetch_start(struct swarm *sw, struct held *h, struct perr *err)
 	 * peer has, and never for endgame copies */
 	sp.seed_policy = getenv("SHOAL_SEED_POLICY") && !strcmp(getenv("SHOAL_SEED_POLICY"), "offload")
 				 ? SCHED_SEED_OFFLOAD : SCHED_SEED_STRICT;
-	h->fd = open(c->target, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (h->fd < 0) {
+	if (sw->d->dev) {
+		/* straight into the inactive slot: whatever it held is gone */
+		for (struct held **pp = &sw->held; *pp;) {
+			struct held *o = *pp;
+
+			if (o->slot >= 0 && o->slot == device_inactive_slot(sw->d)) {
+				log_info("release %s in slot %s is overwritten: no longer served", o->m->version,
+					 device_slot_name(sw->d, o->slot));
+				*pp = o->next;
+				held_free(o);
+			} else {
+				pp = &o->next;
+			}
+		}
+		h->fd = device_fetch_target(sw->d, h->m, &h->slot, err);
+		if (h->fd < 0) {
+			fetch_free(f);
+			return h->fd;
+		}
+	} else if ((h->fd = open(c->target, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0) {
 		fetch_free(f);
 		return perr_set(err, -errno, "target %s: %s", c->target, strerror(errno));
 	}
@@ -873,8 +900,9 @@ static int fetch_start(struct swarm *sw, struct held *h, struct perr *err)
 		return k < 0 ? k : -ENOMEM;
 	}
 	free(lens);
-	/* a target that is too long keeps old bytes past the image: trim it */
-	if (ftruncate(h->fd, (off_t)h->m->image_size) < 0)
+	/* a target that is too long keeps old bytes past the image: trim it
+	 * (a slot keeps its size) */
+	if (h->slot < 0 && ftruncate(h->fd, (off_t)h->m->image_size) < 0)
 		log_warn("target: cannot set its size: %s", strerror(errno));
 	f->h = h;
 	f->started_ms = uv_now(&sw->d->loop);
@@ -893,8 +921,19 @@ static int fetch_start(struct swarm *sw, struct held *h, struct perr *err)
 		log_info("release %s: resuming with %" PRIu64 " of %zu chunks (%" PRIu64 " bytes) verified before",
 			 h->m->version, resumed, h->m->n_chunks, bytes);
 	}
+	if (sw->d->dev) {
+		struct manifest *old = NULL;
+		char what[256];
+		int afd = device_active_source(sw->d, &old, what, sizeof(what));
+
+		if (afd >= 0) {
+			reuse_local(sw, what, afd, old);
+			close(afd);
+		}
+		manifest_free(old);
+	}
 	for (size_t i = 0; i < c->reuse.n; i++)
-		reuse_local(sw, c->reuse.v[i]);
+		reuse_file(sw, c->reuse.v[i]);
 	fetch_sync(sw);
 	for (struct peer *p = sw->peers; p; p = p->next)
 		p->sent_bitfield = false;
@@ -931,6 +970,10 @@ static void manifest_received(struct peer *p)
 	}
 	if ((k = manifest_parse(p->mbuf, p->mtotal, &m, &err)) < 0)
 		goto refuse;
+	if (refused(sw, id)) {
+		k = perr_set(&err, -EPERM, "release %s is refused on this device (rolled back before)", m->version);
+		goto refuse;
+	}
 	state_floor_get(sw->d->st, "time", &tfloor);
 	now = now_s() > tfloor ? now_s() : tfloor;
 	if ((k = trust_check_manifest(&sw->roots, sw->keyring, m, now, NULL, &err)) < 0) {
@@ -951,6 +994,9 @@ static void manifest_received(struct peer *p)
 	{
 		struct trust_policy pol = { .product = sw->d->conf.product };
 
+		/* with a slot: an image that does not fit it is refused here */
+		if (sw->d->dev && (k = device_slot_size(sw->d, &pol.max_image_size, &err)) < 0)
+			goto refuse;
 		if ((k = trust_check_policy(&pol, m, NULL, &err)) < 0)
 			goto refuse;
 	}
@@ -999,6 +1045,8 @@ static void consider_releases(struct peer *p)
 
 	if (sw->d->conf.role != ROLE_DEVICE || !sw->d->conf.auto_fetch || sw->fetch || p->mbuf)
 		return;
+	if (sw->d->dev && device_busy(sw->d))
+		return; /* the inactive slot holds an install, or a reboot is due */
 	if (strcmp(p->product, sw->d->conf.product) != 0)
 		return;
 	for (uint16_t i = 0; i < p->n_rel; i++) {
@@ -1038,6 +1086,10 @@ static void log_old_offers(struct peer *p)
 	if (n)
 		log_info("peer %s offers %u release(s) up to counter %" PRIu64 ", not above %" PRIu64
 			 " that this device holds or installed: not taken (no rollback)", p->id, n, newest, best);
+	for (uint16_t i = 0; i < p->n_rel; i++)
+		if (p->rel[i].counter > best && refused(sw, p->rel[i].id))
+			log_info("peer %s offers release %s (counter %" PRIu64 "), refused on this device: not taken",
+				 p->id, hex16(p->rel[i].id, (char[17]){ 0 }), p->rel[i].counter);
 }
 
 /* ---- the scheduler, driven ---- */
@@ -1887,6 +1939,55 @@ int swarm_check_release(struct swarm *sw, const struct manifest *m, const struct
 	return trust_check_manifest(&sw->roots, kr, m, now_s(), NULL, err);
 }
 
+int swarm_hold(struct swarm *sw, const uint8_t *mbytes, size_t mlen, int fd, int slot, struct perr *err)
+{
+	struct manifest *m = NULL;
+	uint8_t *copy;
+	struct held *h;
+	int k;
+
+	if ((k = manifest_parse(mbytes, mlen, &m, err)) < 0) {
+		close(fd);
+		return k;
+	}
+	copy = malloc(mlen);
+	if (copy)
+		memcpy(copy, mbytes, mlen);
+	if (!copy || !(h = held_new(m, copy, mlen))) {
+		free(copy);
+		manifest_free(m);
+		close(fd);
+		return perr_set(err, -ENOMEM, "out of memory");
+	}
+	if (held_find(sw, h->id)) {
+		held_free(h);
+		close(fd);
+		return 0;
+	}
+	h->fd = fd;
+	h->slot = slot;
+	h->next = sw->held;
+	sw->held = h;
+	broadcast_releases(sw);
+	return 0;
+}
+
+void swarm_forget(struct swarm *sw, const uint8_t id[HASH_SIZE])
+{
+	for (struct held **pp = &sw->held; *pp; pp = &(*pp)->next) {
+		struct held *h = *pp;
+
+		if (memcmp(h->id, id, HASH_SIZE) != 0 || (sw->fetch && sw->fetch->h == h))
+			continue;
+		*pp = h->next;
+		held_free(h);
+		break;
+	}
+	state_have_clear(sw->d->st, id);
+	state_release_set_state(sw->d->st, id, REL_FETCHING);
+	broadcast_releases(sw);
+}
+
 bool swarm_holds(struct swarm *sw, const uint8_t id[HASH_SIZE])
 {
 	return held_find(sw, id) != NULL;
@@ -1960,6 +2061,10 @@ static int restore_cb(void *ud, const struct state_release *r)
 	if (sw->d->conf.role != ROLE_DEVICE || (r->st != REL_FETCHING && r->st != REL_COMPLETE) ||
 	    sw->fetch || held_find(sw, r->id))
 		return 0;
+	/* with slots: only a fetch cut short (or not installed yet) in the
+	 * inactive slot resumes; the slots' own releases are held by device.c */
+	if (sw->d->dev && (r->counter <= best_counter(sw) || refused(sw, r->id) || !device_slot_fetching(sw->d)))
+		return 0;
 	/* only the newest matters: older ones are no longer in the target */
 	if (sw->held)
 		return 0;
@@ -1972,7 +2077,7 @@ static int restore_cb(void *ud, const struct state_release *r)
 		free(full.manifest);
 		return 0;
 	}
-	if (r->st == REL_FETCHING) {
+	if (r->st == REL_FETCHING || sw->d->dev) {
 		if (fetch_start(sw, h, &err) < 0) {
 			log_err("cannot resume %s: %s", r->version, err.msg);
 			held_free(h);

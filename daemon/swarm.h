@@ -41,6 +41,13 @@ int swarm_import(struct swarm *sw, const char *path, struct perr *err);
 int swarm_check_release(struct swarm *sw, const struct manifest *m, const struct keyring *own,
 			struct perr *err);
 bool swarm_holds(struct swarm *sw, const uint8_t id[HASH_SIZE]);
+/* Serves a release whose every chunk fd holds at its offset (an installed
+ * slot: slot is its index, or -1). Takes fd, copies mbytes. Holding it
+ * already is not an error. */
+int swarm_hold(struct swarm *sw, const uint8_t *mbytes, size_t mlen, int fd, int slot, struct perr *err);
+/* Forgets what was fetched of a release (its slot failed the whole-image
+ * check): it is no longer served and is fetched again when offered. */
+void swarm_forget(struct swarm *sw, const uint8_t id[HASH_SIZE]);
 unsigned swarm_load(struct swarm *sw);
 
 /* The fleet's messages: REPORT to every connected gateway (returns how

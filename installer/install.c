@@ -2,11 +2,9 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <linux/fs.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <sys/file.h>
-#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <syslog.h>
 #include <time.h>
@@ -20,6 +18,7 @@
 #include "keyfile.h"
 #include "module.h"
 #include "release.h"
+#include "reuse.h"
 #include "trust.h"
 
 #define IO_BUF (1u << 20)
@@ -184,58 +183,30 @@ static int lock(struct installer *in, struct perr *err)
 static int slot_open(struct installer *in, int slot, int flags, uint64_t *ret_size, struct perr *err)
 {
 	const char *dev = in->sc->slots[slot].device;
-	struct stat st;
-	int fd = open(dev, flags | O_CLOEXEC);
+	int fd = open(dev, flags | O_CLOEXEC), k;
 
 	if (fd < 0)
 		return perr_set(err, -errno, "slot %s (%s): %s", in->sc->slots[slot].bootname, dev, strerror(errno));
-	if (fstat(fd, &st) < 0) {
-		int k = -errno;
-
+	if ((k = fd_size(fd, ret_size)) < 0) {
 		close(fd);
-		return perr_set(err, k, "%s: %s", dev, strerror(-k));
-	}
-	if (S_ISBLK(st.st_mode)) {
-		uint64_t size;
-
-		if (ioctl(fd, BLKGETSIZE64, &size) < 0) {
-			int k = -errno;
-
-			close(fd);
-			return perr_set(err, k, "%s: cannot read its size: %s", dev, strerror(-k));
-		}
-		*ret_size = size;
-	} else if (S_ISREG(st.st_mode)) {
-		*ret_size = (uint64_t)st.st_size;
-	} else {
-		close(fd);
-		return perr_set(err, -EINVAL, "slot %s (%s) is neither a block device nor a file",
-				in->sc->slots[slot].bootname, dev);
+		if (k == -EINVAL)
+			return perr_set(err, k, "slot %s (%s) is neither a block device nor a file",
+					in->sc->slots[slot].bootname, dev);
+		return perr_set(err, k, "%s: cannot read its size: %s", dev, strerror(-k));
 	}
 	return fd;
 }
 
-/* BLAKE2b-256 over the first size bytes of fd: the manifest's image hash. */
+static void hash_progress(void *ud, uint64_t done, uint64_t total)
+{
+	progress(ud, PHASE_VERIFY_SLOT, done, total);
+}
+
 static int hash_slot(struct installer *in, int fd, uint64_t size, uint8_t out[HASH_SIZE], struct perr *err)
 {
-	_cleanup_(freep) uint8_t *buf = malloc(IO_BUF);
-	crypto_generichash_state hs;
+	int k = image_hash_fd(fd, size, out, hash_progress, in, err);
 
-	if (!buf)
-		return perr_set(err, -ENOMEM, "out of memory");
-	crypto_generichash_init(&hs, NULL, 0, HASH_SIZE);
-	for (uint64_t off = 0; off < size;) {
-		size_t n = size - off > IO_BUF ? IO_BUF : (size_t)(size - off);
-		int k = pread_full(fd, buf, n, (off_t)off);
-
-		if (k < 0)
-			return perr_set(err, k, "reading the slot back failed: %s", strerror(-k));
-		crypto_generichash_update(&hs, buf, n);
-		off += n;
-		progress(in, PHASE_VERIFY_SLOT, off, size);
-	}
-	crypto_generichash_final(&hs, out, HASH_SIZE);
-	return 0;
+	return k < 0 ? perr_prefix(err, k, "slot: ") : 0;
 }
 
 /* ---- writing: local reuse first, then the release source ---- */
@@ -303,79 +274,25 @@ static int write_group(struct writer *w, size_t g, const uint8_t *buf, uint32_t 
 	return 0;
 }
 
-/* A chunk found locally: write it when the new image needs it. */
-static int offer(struct writer *w, const uint8_t *buf, size_t len, struct perr *err)
+/* A chunk found locally (reuse.c hashed it): still wanted? */
+static bool writer_wanted(void *ud, const uint8_t id[HASH_SIZE], uint32_t len)
 {
-	uint8_t id[HASH_SIZE];
-	ssize_t g;
+	struct writer *w = ud;
+	ssize_t g = want_find(w, id);
+
+	return g >= 0 && !group_done(w, (size_t)g) && w->m->chunks[w->want[g].idx].len == len;
+}
+
+static int writer_offer(void *ud, const uint8_t id[HASH_SIZE], const uint8_t *buf, uint32_t len, struct perr *err)
+{
+	struct writer *w = ud;
+	ssize_t g = want_find(w, id);
 	int k;
 
-	chunk_id(buf, len, id);
-	g = want_find(w, id);
-	if (g < 0 || group_done(w, (size_t)g) || w->m->chunks[w->want[g].idx].len != len)
-		return 0;
-	if ((k = write_group(w, (size_t)g, buf, (uint32_t)len, err)) < 0)
+	if ((k = write_group(w, (size_t)g, buf, len, err)) < 0)
 		return k;
 	w->res->bytes_reused += len;
 	return 0;
-}
-
-/* The active slot's chunks by its installed manifest's table. */
-static int reuse_known(struct writer *w, int afd, uint64_t asize, const struct manifest *old, uint8_t *buf,
-		       struct perr *err)
-{
-	for (size_t i = 0; i < old->n_chunks; i++) {
-		const struct manifest_chunk *c = &old->chunks[i];
-		ssize_t g = want_find(w, c->id);
-		uint8_t id[HASH_SIZE];
-		int k;
-
-		if (g < 0 || group_done(w, (size_t)g) || c->offset + c->len > asize)
-			continue;
-		if ((k = pread_full(afd, buf, c->len, (off_t)c->offset)) < 0)
-			return perr_set(err, k, "reading the active slot failed: %s", strerror(-k));
-		chunk_id(buf, c->len, id);
-		if (memcmp(id, c->id, HASH_SIZE) != 0)
-			continue; /* the active slot is not what its record says: take it from the source */
-		if ((k = offer(w, buf, c->len, err)) < 0)
-			return k;
-	}
-	return 0;
-}
-
-/* The active slot's content chunked with the new release's parameters. */
-static int reuse_scan(struct writer *w, int afd, uint64_t asize, uint8_t *buf, size_t cap, struct perr *err)
-{
-	struct chunker ch;
-	size_t fill = 0;
-	uint64_t off = 0;
-	int k;
-
-	if ((k = chunker_init(&ch, &w->m->chunking, err)) < 0)
-		return k;
-	while (off < asize) {
-		size_t n = cap - fill, pos = fill, start = 0;
-
-		if (n > asize - off)
-			n = (size_t)(asize - off);
-		if ((k = pread_full(afd, buf + fill, n, (off_t)off)) < 0)
-			return perr_set(err, k, "reading the active slot failed: %s", strerror(-k));
-		off += n;
-		fill += n;
-		while (pos < fill) {
-			size_t cut = chunker_scan(&ch, buf + pos, fill - pos);
-
-			if (cut == CHUNKER_NO_CUT)
-				break;
-			pos += cut;
-			if ((k = offer(w, buf + start, pos - start, err)) < 0)
-				return k;
-			start = pos;
-		}
-		memmove(buf, buf + start, fill - start);
-		fill -= start;
-	}
-	return fill ? offer(w, buf, fill, err) : 0;
 }
 
 /* A resumed install: chunks already right in the target stay. */
@@ -440,11 +357,15 @@ static int write_slot(struct installer *in, struct release *r, int fd, int activ
 	if (afd >= 0) {
 		_cleanup_(manifest_freep) struct manifest *om = NULL;
 
+		struct reuse_ops ops = { writer_wanted, writer_offer, &w };
+
 		if (state_slot_get(in->st, active, &old) == 0 && old.manifest &&
 		    manifest_parse(old.manifest, old.manifest_len, &om, NULL) == 0)
-			k = reuse_known(&w, afd, asize, om, buf, err);
+			k = reuse_known(afd, asize, om, &ops, err);
 		else
-			k = reuse_scan(&w, afd, asize, buf, cap, err);
+			k = reuse_scan(afd, asize, &m->chunking, &ops, err);
+		if (k < 0)
+			perr_prefix(err, k, "the active slot: ");
 		free(old.manifest);
 		close(afd);
 		if (k < 0)
@@ -677,6 +598,79 @@ static int abandon(struct installer *in, int k, struct perr *err)
 	return k;
 }
 
+/* Never write into the slot the bootloader boots next: after a rollback
+ * or a cancelled trial not yet rebooted, the target is primary, and a cut
+ * write would leave nothing to boot. */
+static int keep_running_primary(struct installer *in, int active, int target, const uint8_t *id, const char *version,
+				struct perr *err)
+{
+	struct boot_env env;
+	int k;
+
+	if ((k = bootloader_read(in->bl, &env, err)) < 0)
+		return k;
+	if (env.primary == active)
+		return 0;
+	if ((k = bootloader_commit(in->bl, active, err)) < 0)
+		return k;
+	say(in, LOG_NOTICE, "the bootloader booted slot %s next; slot %s (running) is primary again before slot %s is "
+	    "written", env.primary >= 0 ? in->sc->slots[env.primary].bootname : "(none)", in->sc->slots[active].bootname,
+	    in->sc->slots[target].bootname);
+	state_event_add(in->st, id, version, active, "pre-install", "primary",
+			"the running slot made primary again before writing the other");
+	return 0;
+}
+
+static int pre_install(struct installer *in, const struct hook_ctx *h, struct install_result *res, struct perr *err)
+{
+	int k;
+
+	res->phase = PHASE_PRE_INSTALL;
+	if ((k = enter(in, PHASE_PRE_INSTALL, NULL, err)) < 0)
+		return k;
+	if ((k = run_hooks(in, "pre-install", h, NULL, 0, err)) < 0) {
+		perr_prefix(err, k, "pre-install hook: ");
+		return abandon(in, k, err);
+	}
+	return 0;
+}
+
+/* The slot holds the verified image: post-install hooks, then the
+ * bootloader, then the reboot the policy asks for. */
+static int switch_to(struct installer *in, const uint8_t id[HASH_SIZE], const struct manifest *m, int target,
+		     const char *source, const char *boot_id, unsigned bootlimit, int reboot, struct install_result *res,
+		     struct perr *err)
+{
+	struct hook_ctx h;
+	int k;
+
+	res->phase = PHASE_POST_INSTALL;
+	if ((k = enter(in, PHASE_POST_INSTALL, NULL, err)) < 0)
+		return k;
+	hook_env(in, &h, id, m->version, m->counter, target, PHASE_POST_INSTALL, source);
+	if ((k = run_hooks(in, "post-install", &h, NULL, 0, err)) < 0) {
+		perr_prefix(err, k, "post-install hook: ");
+		return abandon(in, k, err);
+	}
+
+	/* the slot is written, synced and verified: only now the bootloader */
+	res->phase = PHASE_MARK_TRIAL;
+	if ((k = enter(in, PHASE_MARK_TRIAL, boot_id, err)) < 0)
+		return k;
+	if ((k = bootloader_set_trial(in->bl, target, err)) < 0)
+		return abandon(in, k, err);
+	state_slot_set_state(in->st, target, "trial");
+
+	res->phase = PHASE_REBOOT_PENDING;
+	if ((k = enter(in, PHASE_REBOOT_PENDING, NULL, err)) < 0)
+		return k;
+	say(in, LOG_NOTICE, "slot %s holds %s and boots on trial next (%u boot(s) allowed)", in->sc->slots[target].bootname,
+	    m->version, bootlimit ? bootlimit : 1);
+	if ((reboot < 0 ? in->sc->reboot : reboot) == REBOOT_NOW)
+		return do_reboot(in, &res->rebooting, err);
+	return 0;
+}
+
 int installer_install(struct installer *in, const char *source, int reboot, struct install_result *res,
 		      struct perr *err)
 {
@@ -765,28 +759,11 @@ int installer_install(struct installer *in, const char *source, int reboot, stru
 		    resume ? ", resuming" : "");
 		hook_env(in, &h, id, r->manifest->version, r->manifest->counter, target, PHASE_PRE_INSTALL, source);
 
-		res->phase = PHASE_PRE_INSTALL;
-		if ((k = enter(in, PHASE_PRE_INSTALL, NULL, err)) < 0)
+		if ((k = pre_install(in, &h, res, err)) < 0)
 			return k;
-		if ((k = run_hooks(in, "pre-install", &h, NULL, 0, err)) < 0) {
-			perr_prefix(err, k, "pre-install hook: ");
-			return abandon(in, k, err);
-		}
 
-		/* never write into the slot the bootloader boots next: after a
-		 * rollback not yet rebooted, the target is primary, and a cut
-		 * write would leave nothing to boot */
-		if ((k = bootloader_read(in->bl, &env, err)) < 0)
+		if ((k = keep_running_primary(in, active, target, id, r->manifest->version, err)) < 0)
 			return abandon(in, k, err);
-		if (env.primary != active) {
-			if ((k = bootloader_commit(in->bl, active, err)) < 0)
-				return abandon(in, k, err);
-			say(in, LOG_NOTICE, "the bootloader booted slot %s next; slot %s (running) is primary again "
-			    "before slot %s is written", env.primary >= 0 ? in->sc->slots[env.primary].bootname : "(none)",
-			    in->sc->slots[active].bootname, in->sc->slots[target].bootname);
-			state_event_add(in->st, id, r->manifest->version, active, "pre-install", "primary",
-					"the running slot made primary again before writing the other");
-		}
 
 		res->phase = PHASE_WRITE;
 		if ((k = enter(in, PHASE_WRITE, NULL, err)) < 0)
@@ -810,31 +787,235 @@ int installer_install(struct installer *in, const char *source, int reboot, stru
 			return perr_set(err, k, "state: %s", strerror(-k));
 	}
 
-	res->phase = PHASE_POST_INSTALL;
-	if ((k = enter(in, PHASE_POST_INSTALL, NULL, err)) < 0)
+	return switch_to(in, id, r->manifest, target, source, boot_id, env.bootlimit, reboot, res, err);
+}
+
+/* ---- a release fetched by shoald into the inactive slot ---- */
+
+int installer_fetch_target(struct installer *in, bool claim, int *ret_slot, uint64_t *ret_size, struct perr *err)
+{
+	struct state_install p = { 0 };
+	struct state_slot ts = { 0 };
+	char boot_id[64];
+	int active, target, fd, k;
+
+	if ((k = lock(in, err)) < 0)
 		return k;
-	hook_env(in, &h, id, r->manifest->version, r->manifest->counter, target, PHASE_POST_INSTALL, source);
-	if ((k = run_hooks(in, "post-install", &h, NULL, 0, err)) < 0) {
-		perr_prefix(err, k, "post-install hook: ");
-		return abandon(in, k, err);
+	if ((k = boot_booted_slot(in->sc, &active, boot_id, sizeof(boot_id), err)) < 0)
+		return k;
+	target = active ? 0 : 1;
+	k = state_install_get(in->st, &p);
+	free(p.manifest);
+	if (k < 0 && k != -ENOENT)
+		return perr_set(err, k, "state: %s", strerror(-k));
+	if (k == 0 && install_phase_from_name(p.phase) >= PHASE_MARK_TRIAL)
+		return perr_set(err, -EBUSY, "%s waits in slot %s for its trial boot (phase %s)", p.version,
+				in->sc->slots[p.slot].bootname, p.phase);
+	fd = slot_open(in, target, O_RDWR, ret_size, err);
+	if (fd < 0 || !claim)
+		goto out;
+	if (k == 0) {
+		say(in, LOG_NOTICE, "an interrupted install of %s (phase %s) is abandoned: slot %s is fetched into",
+		    p.version, p.phase, in->sc->slots[target].bootname);
+		state_install_end(in->st, "abandoned", "its slot is fetched into");
 	}
-
-	/* the slot is written, synced and verified: only now the bootloader */
-	res->phase = PHASE_MARK_TRIAL;
-	if ((k = enter(in, PHASE_MARK_TRIAL, boot_id, err)) < 0)
+	/* a rolled-back slot is not made primary again: reboot out of it first */
+	if (state_slot_get(in->st, active, &ts) == 0 && !strcmp(ts.state, "bad")) {
+		free(ts.manifest);
+		close(fd);
+		return perr_set(err, -EBUSY, "running slot %s was rolled back: reboot into slot %s before anything is "
+				"written there", in->sc->slots[active].bootname, in->sc->slots[target].bootname);
+	}
+	free(ts.manifest);
+	ts = (struct state_slot){ 0 };
+	if ((k = keep_running_primary(in, active, target, NULL, "", err)) < 0) {
+		close(fd);
 		return k;
-	if ((k = bootloader_set_trial(in->bl, target, err)) < 0)
-		return abandon(in, k, err);
-	state_slot_set_state(in->st, target, "trial");
+	}
+	/* from the first byte written, the slot's old release is gone */
+	if (state_slot_get(in->st, target, &ts) < 0 || strcmp(ts.state, "writing") != 0) {
+		if ((k = state_slot_set(in->st, target, "writing", NULL, NULL, NULL, 0)) < 0) {
+			close(fd);
+			return perr_set(err, k, "state: %s", strerror(-k));
+		}
+	}
+	free(ts.manifest);
+out:
+	if (fd >= 0)
+		*ret_slot = target;
+	return fd;
+}
 
-	res->phase = PHASE_REBOOT_PENDING;
-	if ((k = enter(in, PHASE_REBOOT_PENDING, NULL, err)) < 0)
+/* What both halves need: the lock, the booted slot, a sound environment. */
+static int fetched_prep(struct installer *in, struct install_result *res, int *active, char *boot_id, size_t size,
+			struct boot_env *env, struct perr *err)
+{
+	int k;
+
+	memset(res, 0, sizeof(*res));
+	res->slot = -1;
+	if ((k = lock(in, err)) < 0 || (k = boot_booted_slot(in->sc, active, boot_id, size, err)) < 0)
 		return k;
-	say(in, LOG_NOTICE, "slot %s holds %s and boots on trial next (%u boot(s) allowed)",
-	    in->sc->slots[target].bootname, r->manifest->version, env.bootlimit ? env.bootlimit : 1);
-	if ((reboot < 0 ? in->sc->reboot : reboot) == REBOOT_NOW)
-		return do_reboot(in, &res->rebooting, err);
-	return 0;
+	return bootloader_read(in->bl, env, err);
+}
+
+int installer_fetched_begin(struct installer *in, const struct installer_fetched *f, struct install_result *res,
+			    struct perr *err)
+{
+	_cleanup_(manifest_freep) struct manifest *m = NULL;
+	_cleanup_(keyring_freep) struct keyring *kr = NULL;
+	struct release r = { .path = (char *)(f->source ? f->source : "fetched") };
+	struct install_result dummy;
+	struct state_install pend = { 0 }, old = { 0 };
+	struct boot_env env;
+	struct hook_ctx h;
+	uint8_t id[HASH_SIZE];
+	uint64_t tsize;
+	char boot_id[64];
+	int active, target, k;
+
+	if (!res)
+		res = &dummy;
+	if ((k = fetched_prep(in, res, &active, boot_id, sizeof(boot_id), &env, err)) < 0)
+		return k;
+	target = active ? 0 : 1;
+	if ((k = manifest_parse(f->manifest, f->manifest_len, &m, err)) < 0)
+		return perr_prefix(err, k, "fetched manifest: ");
+	if (f->keyring && (k = keyring_parse(f->keyring, f->keyring_len, &kr, err)) < 0)
+		return perr_prefix(err, k, "fetched keyring: ");
+	crypto_generichash(id, HASH_SIZE, f->manifest, f->manifest_len, NULL, 0);
+	fill_res(res, id, m, target);
+	res->phase = PHASE_VERIFY;
+	k = state_install_get(in->st, &old);
+	free(old.manifest);
+	if (k == 0 && install_phase_from_name(old.phase) >= PHASE_MARK_TRIAL)
+		return perr_set(err, -EBUSY, "release %s is already on trial (phase %s)", old.version, old.phase);
+	if (k == 0 && memcmp(old.release, id, HASH_SIZE) != 0) {
+		say(in, LOG_NOTICE, "an interrupted install of %s (phase %s) is abandoned", old.version, old.phase);
+		state_install_end(in->st, "abandoned", "replaced by a new install");
+	} else if (k < 0 && k != -ENOENT) {
+		return perr_set(err, k, "state: %s", strerror(-k));
+	}
+	{
+		_cleanup_(closep) int fd = slot_open(in, target, O_RDONLY, &tsize, err);
+
+		if (fd < 0)
+			return fd;
+	}
+	r.manifest = m;
+	r.keyring = kr;
+	if ((k = verify_release(in, &r, id, tsize, err)) < 0) {
+		state_event_add(in->st, id, m->version, target, "verify", "refused", err->msg);
+		return k;
+	}
+	pend = (struct state_install){ .counter = m->counter, .slot = target, .manifest = (uint8_t *)f->manifest,
+				       .manifest_len = f->manifest_len };
+	memcpy(pend.release, id, HASH_SIZE);
+	snprintf(pend.version, sizeof(pend.version), "%s", m->version);
+	snprintf(pend.phase, sizeof(pend.phase), "%s", install_phase_name(PHASE_VERIFY));
+	snprintf(pend.source, sizeof(pend.source), "%s", r.path);
+	if ((k = state_install_begin(in->st, &pend)) < 0)
+		return perr_set(err, k, "state: %s", strerror(-k));
+	crash_point(PHASE_VERIFY);
+	say(in, LOG_INFO, "installing %s %s (counter %" PRIu64 ") fetched into slot %s (%s)", m->product, m->version,
+	    m->counter, in->sc->slots[target].bootname, in->sc->slots[target].device);
+
+	/* the bytes are in the slot already; the hooks still may say no
+	 * before it is checked and switched to */
+	hook_env(in, &h, id, m->version, m->counter, target, PHASE_PRE_INSTALL, r.path);
+	if ((k = pre_install(in, &h, res, err)) < 0)
+		return k;
+	res->phase = PHASE_VERIFY_SLOT;
+	return enter(in, PHASE_VERIFY_SLOT, NULL, err);
+}
+
+int installer_slot_hash(struct installer *in, int slot, uint64_t size, uint8_t out[HASH_SIZE], struct perr *err)
+{
+	uint64_t ssize;
+	_cleanup_(closep) int fd = slot_open(in, slot, O_RDONLY, &ssize, err);
+
+	if (fd < 0)
+		return fd;
+	if (size > ssize)
+		return perr_set(err, -EFBIG, "slot %s holds %" PRIu64 " bytes, fewer than the image's %" PRIu64,
+				in->sc->slots[slot].bootname, ssize, size);
+	return image_hash_fd(fd, size, out, NULL, NULL, err);
+}
+
+int installer_fetched_finish(struct installer *in, const uint8_t hash[HASH_SIZE], int reboot, struct install_result *res,
+			     struct perr *err)
+{
+	_cleanup_(manifest_freep) struct manifest *m = NULL;
+	struct install_result dummy;
+	struct state_install p = { 0 };
+	struct boot_env env;
+	char boot_id[64];
+	int active, k;
+
+	if (!res)
+		res = &dummy;
+	if ((k = fetched_prep(in, res, &active, boot_id, sizeof(boot_id), &env, err)) < 0)
+		return k;
+	k = state_install_get(in->st, &p);
+	if (k == -ENOENT || (k == 0 && install_phase_from_name(p.phase) != PHASE_VERIFY_SLOT)) {
+		k = perr_set(err, -ENOENT, "no fetched install waits for its slot check%s%s", k == 0 ? ": phase is " : "",
+			     k == 0 ? p.phase : "");
+		goto out;
+	}
+	if (k < 0) {
+		k = perr_set(err, k, "state: %s", strerror(-k));
+		goto out;
+	}
+	if ((k = manifest_parse(p.manifest, p.manifest_len, &m, err)) < 0)
+		goto out;
+	fill_res(res, p.release, m, p.slot);
+	res->phase = PHASE_VERIFY_SLOT;
+	if (!hash) { /* the caller could not read the slot; err says why */
+		k = abandon(in, -EIO, err);
+		goto out;
+	}
+	if (sodium_memcmp(hash, m->image_hash, HASH_SIZE) != 0) {
+		perr_set(err, -EILSEQ, "slot %s does not read back as the image (hash mismatch)",
+			 in->sc->slots[p.slot].bootname);
+		k = abandon(in, -EILSEQ, err);
+		goto out;
+	}
+	if ((k = state_slot_set(in->st, p.slot, "installed", p.release, m, p.manifest, p.manifest_len)) < 0) {
+		k = perr_set(err, k, "state: %s", strerror(-k));
+		goto out;
+	}
+	k = switch_to(in, p.release, m, p.slot, p.source, boot_id, env.bootlimit, reboot, res, err);
+out:
+	free(p.manifest);
+	return k;
+}
+
+int installer_install_fetched(struct installer *in, const struct installer_fetched *f, int reboot,
+			      struct install_result *res, struct perr *err)
+{
+	struct install_result dummy;
+	uint8_t got[HASH_SIZE];
+	int k;
+
+	if (!res)
+		res = &dummy;
+	if ((k = installer_fetched_begin(in, f, res, err)) < 0)
+		return k;
+	{
+		uint64_t size;
+		_cleanup_(closep) int fd = slot_open(in, res->slot, O_RDONLY, &size, err);
+
+		if (fd < 0 || (k = hash_slot(in, fd, res->image_size, got, err)) < 0)
+			return abandon(in, fd < 0 ? fd : k, err);
+	}
+	return installer_fetched_finish(in, got, reboot, res, err);
+}
+
+int installer_reboot(struct installer *in, bool *rebooting, struct perr *err)
+{
+	bool dummy;
+
+	return do_reboot(in, rebooting ? rebooting : &dummy, err);
 }
 
 /* ---- after the reboot ---- */

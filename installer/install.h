@@ -94,6 +94,47 @@ struct install_result {
 int installer_install(struct installer *in, const char *source, int reboot, struct install_result *res,
 		      struct perr *err);
 
+/* ---- a release shoald fetched straight into the inactive slot ---- */
+
+/* The slot a fetch writes into (the one not booted), opened O_RDWR; its
+ * size in *ret_size. claim: the fetch is about to write, so the slot is
+ * recorded as "writing" (durably: its old release is gone from then on)
+ * and an install interrupted before its trial is abandoned. -EBUSY when
+ * an install waits for or is in its trial boot (the inactive slot holds
+ * it). Returns the fd (caller closes). */
+int installer_fetch_target(struct installer *in, bool claim, int *ret_slot, uint64_t *ret_size, struct perr *err);
+
+struct installer_fetched {
+	const uint8_t *manifest; /* canonical bytes; their BLAKE2b is the release id */
+	size_t manifest_len;
+	const uint8_t *keyring;  /* a keyring that came with it (may be NULL: the stored one) */
+	size_t keyring_len;
+	const char *source;      /* for the record and SHOAL_SOURCE (NULL: "fetched") */
+};
+
+/* The install of an image already in the inactive slot, in the phases of
+ * installer_install without the write:
+ *   begin:  verify (trust, floors, refused, fits the slot), pre-install
+ *           hooks; leaves the install in phase verify-slot.
+ *   hash:   installer_slot_hash reads only the slot (no state, no
+ *           callbacks): run it on any thread, e.g. off an event loop.
+ *   finish: the hash against the manifest, post-install hooks, mark-trial,
+ *           then reboot as for installer_install.
+ * installer_install_fetched does all three. Errors as installer_install;
+ * finish is -ENOENT when no install waits in verify-slot; hash NULL means
+ * the slot could not be read (err, filled by the caller, says why): the
+ * install is abandoned. */
+int installer_fetched_begin(struct installer *in, const struct installer_fetched *f, struct install_result *res,
+			    struct perr *err);
+int installer_slot_hash(struct installer *in, int slot, uint64_t size, uint8_t out[HASH_SIZE], struct perr *err);
+int installer_fetched_finish(struct installer *in, const uint8_t hash[HASH_SIZE], int reboot, struct install_result *res,
+			     struct perr *err);
+int installer_install_fetched(struct installer *in, const struct installer_fetched *f, int reboot,
+			      struct install_result *res, struct perr *err);
+
+/* Runs [system] reboot-command (the reboot an install left pending). */
+int installer_reboot(struct installer *in, bool *rebooting, struct perr *err);
+
 enum boot_check_outcome {
 	BOOT_CHECK_NOTHING = 0,     /* no install pending */
 	BOOT_CHECK_REBOOT_PENDING,  /* a trial is set; this boot is still the old one */

@@ -153,7 +153,7 @@ static void test_check(void **state)
 	write_text("dev.conf", "[fleet]\nproduct = acme\ntrust = /a.pub\n");
 	assert_int_equal(load("dev.conf", &c, &err), 0);
 	assert_int_equal(conf_check(&c, &err), -EINVAL);
-	assert_non_null(strstr(err.msg, "target is required"));
+	assert_non_null(strstr(err.msg, "target or system_conf is required"));
 	conf_deinit(&c);
 	write_text("gw.conf", "[daemon]\nrole = gateway\n[fleet]\nproduct = acme\ntrust = /a.pub\n");
 	assert_int_equal(load("gw.conf", &c, &err), 0);

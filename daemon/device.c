@@ -1,0 +1,596 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <fcntl.h>
+#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "daemon.h"
+#include "device.h"
+#include "fleetd.h"
+#include "install.h"
+#include "log.h"
+#include "swarm.h"
+
+enum dev_state {
+	DEV_IDLE = 0,       /* nothing waits: fetch when a newer release is offered */
+	DEV_FETCHED,        /* complete in the inactive slot; install = manual waits for the word */
+	DEV_INSTALLING,     /* verify .. mark-trial (the slot hash runs off the loop) */
+	DEV_REBOOT_PENDING, /* the trial is set; the reboot policy decides when */
+	DEV_REBOOTING,      /* reboot-command ran */
+};
+
+static const char *const state_names[] = { "idle", "fetched", "installing", "reboot-pending", "rebooting" };
+
+struct device {
+	struct daemon *d;
+	struct sysconf *sc;
+	struct installer *in;
+	struct conf_reboot reboot;
+	bool reboot_set;       /* [device] reboot given; else [system] reboot */
+	int booted;            /* -1: unknown (installs off) */
+	char off[512];         /* why installs are off; "" when they are on */
+	enum dev_state st;
+	bool rollback_reboot;  /* running a rolled-back slot: the reboot into the good one is due */
+	struct boot_check_result boot;
+
+	/* the release fetched into the inactive slot */
+	uint8_t id[HASH_SIZE];
+	uint8_t *mbytes;
+	size_t mlen;
+	char version[MANIFEST_VERSION_MAX + 1];
+	uint64_t counter;
+	uint64_t image_size;
+	int slot;
+
+	/* verify-slot off the loop */
+	uv_work_t work;
+	bool working;
+	int hash_k;
+	struct perr hash_err;
+	uint8_t hash[HASH_SIZE];
+	uint64_t hash_ms;
+
+	uv_timer_t window;
+	bool window_init;
+
+	/* the last install, for status and reports */
+	char last_result[32];
+	char last_version[MANIFEST_VERSION_MAX + 1];
+	char last_detail[4096];
+	uint64_t last_verify_ms;
+};
+
+static void inst_log(void *ud, int level, const char *msg)
+{
+	(void)ud;
+	log_msg(level, "installer: %s", msg);
+}
+
+static void set_last(struct device *dev, const char *result, const char *detail)
+{
+	snprintf(dev->last_result, sizeof(dev->last_result), "%s", result);
+	snprintf(dev->last_version, sizeof(dev->last_version), "%s", dev->version);
+	snprintf(dev->last_detail, sizeof(dev->last_detail), "%s", detail);
+}
+
+const char *device_slot_name(struct daemon *d, int slot)
+{
+	return slot >= 0 && slot < SYSCONF_SLOTS ? d->dev->sc->slots[slot].bootname : "?";
+}
+
+int device_inactive_slot(struct daemon *d)
+{
+	return d->dev->booted < 0 ? -1 : d->dev->booted ? 0 : 1;
+}
+
+static void log_report(const char *report, int level)
+{
+	const char *p = report;
+
+	while (*p) {
+		size_t n = strcspn(p, "\n");
+
+		log_msg(level, "boot check: %.*s", (int)n, p);
+		p += n + (p[n] == '\n');
+	}
+}
+
+/* Is a reboot into the bootloader's primary slot due (we run the other)? */
+static bool primary_elsewhere(struct device *dev)
+{
+	struct installer_status s;
+	struct perr err = { "" };
+
+	return installer_status(dev->in, &s, &err) == 0 && s.env_ok && s.env.primary >= 0 && s.booted >= 0 &&
+	       s.env.primary != s.booted;
+}
+
+static void boot_check(struct device *dev)
+{
+	struct boot_check_result *b = &dev->boot;
+	struct perr err = { "" };
+	int k = installer_boot_check(dev->in, REBOOT_NONE, b, &err);
+
+	dev->booted = b->booted;
+	if (k < 0) {
+		snprintf(dev->off, sizeof(dev->off), "boot check failed: %s", err.msg);
+		log_err("boot check failed: %s; no release is fetched or installed until this is fixed", err.msg);
+		return;
+	}
+	snprintf(dev->version, sizeof(dev->version), "%s", b->version);
+	switch (b->outcome) {
+	case BOOT_CHECK_NOTHING:
+		log_notice("boot check: running slot %s, no install pending", device_slot_name(dev->d, b->booted));
+		break;
+	case BOOT_CHECK_REBOOT_PENDING:
+		log_notice("boot check: %s waits in slot %s for its trial boot (this boot is still slot %s)", b->version,
+			   device_slot_name(dev->d, device_inactive_slot(dev->d)), device_slot_name(dev->d, b->booted));
+		dev->st = DEV_REBOOT_PENDING;
+		break;
+	case BOOT_CHECK_COMMITTED:
+		log_report(b->report, LOG_INFO);
+		log_notice("boot check: %s (counter %" PRIu64 ") passed its health checks in slot %s: committed",
+			   b->version, b->counter, device_slot_name(dev->d, b->booted));
+		set_last(dev, "committed", "health checks passed");
+		break;
+	case BOOT_CHECK_ROLLED_BACK:
+		log_report(b->report, LOG_WARNING);
+		log_warn("boot check: %s (counter %" PRIu64 ") failed on slot %s and was rolled back; it is refused from "
+			 "now on", b->version, b->counter, device_slot_name(dev->d, b->booted));
+		set_last(dev, "rolled-back", b->report);
+		break;
+	case BOOT_CHECK_FELL_BACK:
+		log_report(b->report, LOG_WARNING);
+		log_warn("boot check: the bootloader fell back to slot %s: %s never completed a boot; it is refused from "
+			 "now on", device_slot_name(dev->d, b->booted), b->version);
+		set_last(dev, "fell-back", b->report);
+		break;
+	case BOOT_CHECK_ABANDONED:
+		log_notice("boot check: the install of %s was cut short before its trial and is abandoned (%s)",
+			   b->version, b->report);
+		set_last(dev, "abandoned", b->report);
+		break;
+	}
+	/* running a rolled-back slot (now, or since a start before): the
+	 * reboot into the good one is due, and nothing is fetched meanwhile */
+	if (primary_elsewhere(dev)) {
+		struct state_slot s = { 0 };
+
+		dev->rollback_reboot = state_slot_get(dev->d->st, b->booted, &s) == 0 && !strcmp(s.state, "bad");
+		free(s.manifest);
+		if (dev->rollback_reboot && b->outcome != BOOT_CHECK_ROLLED_BACK)
+			log_warn("slot %s runs a rolled-back release and slot %s boots next: a reboot is due",
+				 device_slot_name(dev->d, b->booted), device_slot_name(dev->d, device_inactive_slot(dev->d)));
+	}
+}
+
+int device_open(struct daemon *d, struct perr *err)
+{
+	struct installer_opts o = { .log = inst_log };
+	struct device *dev = calloc(1, sizeof(*dev));
+	int k;
+
+	if (!dev)
+		return perr_set(err, -ENOMEM, "out of memory");
+	d->dev = dev; /* daemon_deinit frees it */
+	dev->d = d;
+	dev->booted = -1;
+	dev->slot = -1;
+	if (d->conf.reboot) {
+		if (conf_parse_reboot(d->conf.reboot, &dev->reboot) < 0)
+			return perr_set(err, -EINVAL, "[device] reboot '%s' is not now, none or window HH:MM-HH:MM",
+					d->conf.reboot);
+		dev->reboot_set = true;
+	}
+	if ((k = sysconf_load(d->conf.system_conf, &dev->sc, err)) < 0)
+		return perr_prefix(err, k, "[device] system_conf: ");
+	if (strcmp(dev->sc->product, d->conf.product) != 0)
+		return perr_set(err, -EINVAL, "[fleet] product '%s' is not the product '%s' of %s", d->conf.product,
+				dev->sc->product, dev->sc->path);
+	if ((k = installer_open(dev->sc, &o, &dev->in, err)) < 0)
+		return k;
+	d->st = installer_state(dev->in);
+	log_info("system config %s: product %s, %s bootloader, slots %s (%s) and %s (%s), state in %s",
+		 dev->sc->path, dev->sc->product, bootloader_kind_name(dev->sc->bootloader), dev->sc->slots[0].bootname,
+		 dev->sc->slots[0].device, dev->sc->slots[1].bootname, dev->sc->slots[1].device, dev->sc->state_dir);
+	/* before the swarm: what the last boot left is settled first */
+	boot_check(dev);
+	return 0;
+}
+
+/* ---- rebooting ---- */
+
+static enum conf_reboot_when reboot_when(struct device *dev)
+{
+	if (dev->reboot_set)
+		return dev->reboot.when;
+	return dev->sc->reboot == REBOOT_NOW ? DEV_REBOOT_NOW : DEV_REBOOT_NONE;
+}
+
+static int reboot_now(struct device *dev, struct perr *err)
+{
+	bool rebooting = false;
+	int k = installer_reboot(dev->in, &rebooting, err);
+
+	if (k < 0) {
+		log_err("reboot failed: %s; the reboot stays pending", err->msg);
+		return k;
+	}
+	dev->st = DEV_REBOOTING;
+	dev->rollback_reboot = false;
+	return 0;
+}
+
+/* Minutes from now (local time) until the window opens; 0 inside it. */
+static unsigned window_wait_min(const struct conf_reboot *r)
+{
+	time_t t = time(NULL);
+	struct tm tm;
+	unsigned now;
+
+	localtime_r(&t, &tm);
+	now = (unsigned)(tm.tm_hour * 60 + tm.tm_min);
+	if (r->start_min < r->end_min ? now >= r->start_min && now < r->end_min
+				      : now >= r->start_min || now < r->end_min)
+		return 0;
+	return (r->start_min + 1440 - now) % 1440;
+}
+
+static void apply_reboot(struct device *dev);
+
+static void window_cb(uv_timer_t *t)
+{
+	apply_reboot(t->data);
+}
+
+/* A reboot is due (a trial is set, or we run a rolled-back slot): when? */
+static void apply_reboot(struct device *dev)
+{
+	const char *what = dev->rollback_reboot ? "the rollback" : dev->version;
+	struct perr err = { "" };
+	unsigned wait;
+
+	switch (reboot_when(dev)) {
+	case DEV_REBOOT_NOW:
+		log_notice("rebooting for %s (reboot = now)", what);
+		reboot_now(dev, &err);
+		break;
+	case DEV_REBOOT_NONE:
+		log_notice("reboot pending for %s: left to the operator or the gateway (reboot = none)", what);
+		break;
+	case DEV_REBOOT_WINDOW:
+		wait = window_wait_min(&dev->reboot);
+		if (!wait) {
+			log_notice("rebooting for %s: the maintenance window is open", what);
+			reboot_now(dev, &err);
+			break;
+		}
+		if (!dev->window_init) {
+			uv_timer_init(&dev->d->loop, &dev->window);
+			dev->window.data = dev;
+			dev->window_init = true;
+		}
+		log_notice("reboot pending for %s until the maintenance window %02u:%02u-%02u:%02u (in %u min)", what,
+			   dev->reboot.start_min / 60, dev->reboot.start_min % 60, dev->reboot.end_min / 60,
+			   dev->reboot.end_min % 60, wait);
+		uv_timer_start(&dev->window, window_cb, (uint64_t)wait * 60000, 0);
+		break;
+	}
+}
+
+int device_reboot_now(struct daemon *d, struct perr *err)
+{
+	struct device *dev = d->dev;
+
+	if (!dev)
+		return perr_set(err, -ENOENT, "this shoald has no [device] system_conf");
+	if (dev->st != DEV_REBOOT_PENDING && !dev->rollback_reboot)
+		return perr_set(err, -ENOENT, "no reboot is due");
+	log_notice("rebooting on request");
+	return reboot_now(dev, err);
+}
+
+/* ---- serving what the slots hold ---- */
+
+void device_start(struct daemon *d)
+{
+	struct device *dev = d->dev;
+
+	if (!dev)
+		return;
+	for (int i = 0; i < SYSCONF_SLOTS; i++) {
+		struct state_slot s = { 0 };
+		struct perr err = { "" };
+		int fd;
+
+		if (state_slot_get(d->st, i, &s) < 0)
+			continue;
+		if (s.has_release && s.manifest &&
+		    (!strcmp(s.state, "good") || !strcmp(s.state, "installed") || !strcmp(s.state, "trial")) &&
+		    state_refused(d->st, s.release, NULL, 0) == 0) {
+			fd = open(dev->sc->slots[i].device, O_RDONLY | O_CLOEXEC);
+			if (fd < 0)
+				log_warn("slot %s (%s): %s; its release is not served", dev->sc->slots[i].bootname,
+					 dev->sc->slots[i].device, strerror(errno));
+			else if (swarm_hold(d->swarm, s.manifest, s.manifest_len, fd, i, &err) < 0)
+				log_warn("slot %s: %s", dev->sc->slots[i].bootname, err.msg);
+			else
+				log_info("serving %s (counter %" PRIu64 ") from slot %s (%s, %s%s)", s.version, s.counter,
+					 dev->sc->slots[i].bootname, s.state, i == dev->booted ? "active" : "inactive",
+					 dev->sc->slots[i].device[0] ? "" : "");
+		}
+		free(s.manifest);
+	}
+	/* the gateway hears what the health checks said */
+	if (dev->boot.report[0])
+		fleet_set_boot_report(d->fleet, dev->boot.report);
+	if (!dev->off[0] && (dev->st == DEV_REBOOT_PENDING || dev->rollback_reboot))
+		apply_reboot(dev);
+}
+
+void device_stop(struct daemon *d)
+{
+	if (d->dev && d->dev->window_init && !uv_is_closing((uv_handle_t *)&d->dev->window))
+		uv_close((uv_handle_t *)&d->dev->window, NULL);
+	if (d->dev && d->dev->working)
+		uv_cancel((uv_req_t *)&d->dev->work);
+}
+
+void device_free(struct device *dev)
+{
+	if (!dev)
+		return;
+	installer_free(dev->in);
+	sysconf_free(dev->sc);
+	free(dev->mbytes);
+	free(dev);
+}
+
+/* ---- fetching into the inactive slot ---- */
+
+bool device_busy(struct daemon *d)
+{
+	struct device *dev = d->dev;
+
+	return dev->off[0] || dev->rollback_reboot || dev->st >= DEV_INSTALLING;
+}
+
+int device_slot_size(struct daemon *d, uint64_t *ret, struct perr *err)
+{
+	int slot, fd;
+
+	if (d->dev->off[0])
+		return perr_set(err, -EBUSY, "%s", d->dev->off);
+	fd = installer_fetch_target(d->dev->in, false, &slot, ret, err);
+	if (fd < 0)
+		return fd;
+	close(fd);
+	return 0;
+}
+
+bool device_slot_fetching(struct daemon *d)
+{
+	struct state_slot s = { 0 };
+	int i = device_inactive_slot(d);
+	bool yes;
+
+	if (i < 0 || device_busy(d) || state_slot_get(d->st, i, &s) < 0)
+		return false;
+	yes = !strcmp(s.state, "writing");
+	free(s.manifest);
+	return yes;
+}
+
+int device_fetch_target(struct daemon *d, const struct manifest *m, int *ret_slot, struct perr *err)
+{
+	struct device *dev = d->dev;
+	uint64_t size;
+	int fd;
+
+	if (device_busy(d))
+		return perr_set(err, -EBUSY, "%s", dev->off[0] ? dev->off : "an install runs or waits for its reboot");
+	if (dev->st == DEV_FETCHED) {
+		log_notice("%s, fetched and waiting for its install, is replaced by %s", dev->version, m->version);
+		dev->st = DEV_IDLE;
+	}
+	fd = installer_fetch_target(dev->in, true, ret_slot, &size, err);
+	if (fd < 0)
+		return fd;
+	if (m->image_size > size) {
+		close(fd);
+		return perr_set(err, -EFBIG, "the image (%" PRIu64 " bytes) does not fit slot %s (%" PRIu64 " bytes)",
+				m->image_size, dev->sc->slots[*ret_slot].bootname, size);
+	}
+	log_notice("fetching %s straight into slot %s (%s)", m->version, dev->sc->slots[*ret_slot].bootname,
+		   dev->sc->slots[*ret_slot].device);
+	return fd;
+}
+
+int device_active_source(struct daemon *d, struct manifest **ret_old, char *what, size_t size)
+{
+	struct device *dev = d->dev;
+	struct state_slot s = { 0 };
+	int fd;
+
+	*ret_old = NULL;
+	if (dev->booted < 0)
+		return -ENOENT;
+	snprintf(what, size, "slot %s (%s)", dev->sc->slots[dev->booted].bootname, dev->sc->slots[dev->booted].device);
+	fd = open(dev->sc->slots[dev->booted].device, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		log_warn("reuse %s: %s", what, strerror(errno));
+		return -errno;
+	}
+	if (state_slot_get(d->st, dev->booted, &s) == 0 && s.has_release && s.manifest &&
+	    (!strcmp(s.state, "good") || !strcmp(s.state, "installed")) &&
+	    manifest_parse(s.manifest, s.manifest_len, ret_old, NULL) < 0)
+		*ret_old = NULL;
+	free(s.manifest);
+	return fd;
+}
+
+/* ---- installing ---- */
+
+static void hash_work(uv_work_t *w)
+{
+	struct device *dev = container_of(w, struct device, work);
+	struct timespec a, b;
+
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	dev->hash_err.msg[0] = '\0';
+	dev->hash_k = installer_slot_hash(dev->in, dev->slot, dev->image_size, dev->hash, &dev->hash_err);
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	dev->hash_ms = (uint64_t)(((int64_t)b.tv_sec - a.tv_sec) * 1000 + ((int64_t)b.tv_nsec - a.tv_nsec) / 1000000);
+}
+
+static void hash_done(uv_work_t *w, int status)
+{
+	struct device *dev = container_of(w, struct device, work);
+	struct daemon *d = dev->d;
+	struct install_result res;
+	struct perr err = { "" };
+	int k;
+
+	dev->working = false;
+	if (status < 0 || d->stopping) {
+		/* the install stays in verify-slot: the next start abandons it
+		 * and installs the fetched release again */
+		log_notice("install of %s interrupted in verify-slot by the shutdown", dev->version);
+		return;
+	}
+	dev->last_verify_ms = dev->hash_ms;
+	if (dev->hash_k < 0) {
+		err = dev->hash_err;
+		k = installer_fetched_finish(dev->in, NULL, REBOOT_NONE, &res, &err);
+	} else {
+		log_info("verify-slot: %" PRIu64 " bytes of slot %s hashed in %" PRIu64 " ms off the event loop",
+			 dev->image_size, dev->sc->slots[dev->slot].bootname, dev->hash_ms);
+		k = installer_fetched_finish(dev->in, dev->hash, REBOOT_NONE, &res, &err);
+	}
+	if (k < 0) {
+		log_err("install of %s failed in phase %s: %s", dev->version, install_phase_name(res.phase), err.msg);
+		set_last(dev, "failed", err.msg);
+		dev->st = DEV_IDLE;
+		if (k == -EILSEQ || dev->hash_k < 0) {
+			log_notice("%s is fetched again", dev->version);
+			swarm_forget(d->swarm, dev->id);
+		}
+		return;
+	}
+	set_last(dev, "installed", "waiting for the trial boot");
+	dev->st = DEV_REBOOT_PENDING;
+	log_notice("%s (counter %" PRIu64 ") installed in slot %s: it boots on trial at the next reboot", dev->version,
+		   dev->counter, dev->sc->slots[dev->slot].bootname);
+	apply_reboot(dev);
+}
+
+static int start_install(struct device *dev, struct perr *err)
+{
+	struct installer_fetched f = { .manifest = dev->mbytes, .manifest_len = dev->mlen, .source = "the swarm" };
+	struct install_result res;
+	int k;
+
+	if (dev->off[0])
+		return perr_set(err, -EBUSY, "%s", dev->off);
+	if (dev->st != DEV_FETCHED)
+		return perr_set(err, dev->st == DEV_IDLE ? -ENOENT : -EBUSY, "%s",
+				dev->st == DEV_IDLE ? "no fetched release waits for its install"
+						    : "an install runs or waits for its reboot");
+	dev->st = DEV_INSTALLING;
+	k = installer_fetched_begin(dev->in, &f, &res, err);
+	if (k < 0) {
+		log_err("install of %s failed in phase %s: %s", dev->version, install_phase_name(res.phase), err->msg);
+		set_last(dev, k == -EPERM || k == -EFBIG ? "refused" : "failed", err->msg);
+		dev->st = DEV_IDLE;
+		return k;
+	}
+	dev->slot = res.slot;
+	dev->image_size = res.image_size;
+	dev->working = true;
+	if ((k = uv_queue_work(&dev->d->loop, &dev->work, hash_work, hash_done)) < 0) {
+		dev->working = false;
+		dev->st = DEV_IDLE;
+		return perr_set(err, k, "cannot start the slot check: %s", uv_strerror(k));
+	}
+	return 0;
+}
+
+void device_fetched(struct daemon *d, const uint8_t id[HASH_SIZE], const uint8_t *mbytes, size_t mlen)
+{
+	struct device *dev = d->dev;
+	_cleanup_(manifest_freep) struct manifest *m = NULL;
+	struct perr err = { "" };
+	uint8_t *copy;
+
+	if (manifest_parse(mbytes, mlen, &m, &err) < 0 || !(copy = malloc(mlen))) {
+		log_err("fetched release: %s", err.msg[0] ? err.msg : "out of memory");
+		return;
+	}
+	memcpy(copy, mbytes, mlen);
+	free(dev->mbytes);
+	dev->mbytes = copy;
+	dev->mlen = mlen;
+	memcpy(dev->id, id, HASH_SIZE);
+	snprintf(dev->version, sizeof(dev->version), "%s", m->version);
+	dev->counter = m->counter;
+	dev->st = DEV_FETCHED;
+	if (d->conf.install == INSTALL_MANUAL) {
+		log_notice("%s is complete in slot %s; install = manual: waiting for 'shoal install --fetched' or the "
+			   "gateway", m->version, device_slot_name(d, device_inactive_slot(d)));
+		return;
+	}
+	log_notice("%s is complete in slot %s: installing (install = auto)", m->version,
+		   device_slot_name(d, device_inactive_slot(d)));
+	start_install(dev, &err);
+}
+
+int device_install_fetched(struct daemon *d, struct perr *err)
+{
+	if (!d->dev)
+		return perr_set(err, -ENOENT, "this shoald has no [device] system_conf");
+	return start_install(d->dev, err);
+}
+
+/* ---- status ---- */
+
+json_t *device_status_json(struct daemon *d)
+{
+	struct device *dev = d->dev;
+	char hex[2 * HASH_SIZE + 1];
+	struct state_install p = { 0 };
+	json_t *o;
+	const char *rb = !dev->reboot_set ? (dev->sc->reboot == REBOOT_NOW ? "now" : "none") : d->conf.reboot;
+
+	o = json_pack("{s:s, s:s, s:s, s:s?, s:s?, s:s}", "system_conf", dev->sc->path, "install",
+		      d->conf.install == INSTALL_MANUAL ? "manual" : "auto", "reboot", rb, "booted",
+		      dev->booted >= 0 ? dev->sc->slots[dev->booted].bootname : NULL, "inactive",
+		      dev->booted >= 0 ? dev->sc->slots[device_inactive_slot(d)].bootname : NULL, "state",
+		      dev->off[0] ? "off" : state_names[dev->st]);
+	if (!o)
+		return json_null();
+	if (dev->off[0])
+		json_object_set_new(o, "error", json_string(dev->off));
+	if (dev->rollback_reboot)
+		json_object_set_new(o, "reboot_due", json_string("rollback"));
+	if (state_install_get(d->st, &p) == 0) {
+		json_object_set_new(o, "phase", json_string(p.phase));
+		json_object_set_new(o, "release", json_string(hex_encode(p.release, HASH_SIZE, hex)));
+		json_object_set_new(o, "version", json_string(p.version));
+		json_object_set_new(o, "counter", json_integer((json_int_t)p.counter));
+		free(p.manifest);
+	} else if (dev->st == DEV_FETCHED) {
+		json_object_set_new(o, "release", json_string(hex_encode(dev->id, HASH_SIZE, hex)));
+		json_object_set_new(o, "version", json_string(dev->version));
+		json_object_set_new(o, "counter", json_integer((json_int_t)dev->counter));
+	}
+	json_object_set_new(o, "boot_check",
+			    json_pack("{s:s, s:s, s:s}", "outcome", boot_check_outcome_name(dev->boot.outcome), "version",
+				      dev->boot.version, "report", dev->boot.report));
+	if (dev->last_result[0])
+		json_object_set_new(o, "last",
+				    json_pack("{s:s, s:s, s:s, s:I}", "result", dev->last_result, "version",
+					      dev->last_version, "detail", dev->last_detail, "verify_ms",
+					      (json_int_t)dev->last_verify_ms));
+	return o;
+}

@@ -1,0 +1,73 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* A device with a system config ([device] system_conf): shoald drives the
+ * A/B installer. At start it finishes what the last boot left (the boot
+ * check: health checks and commit or rollback of a trial, a bootloader
+ * fallback) before it joins the swarm; it fetches releases straight into
+ * the inactive slot, after copying what the active slot already holds;
+ * once a fetch is complete it installs (install = auto, or on command)
+ * with the whole-image check off the event loop, and reboots as [device]
+ * reboot says. It serves the releases its slots hold.
+ *
+ * The state database is the installer's: d->st is installer_state(). */
+#pragma once
+
+#include <jansson.h>
+
+#include "manifest.h"
+
+struct daemon;
+struct device;
+
+/* Loads the system config, opens the installer and runs the boot check.
+ * Before the swarm exists. Errors only for what makes the device unusable
+ * (a bad system config, another product); a failed boot check is logged
+ * and leaves installs off. */
+int device_open(struct daemon *d, struct perr *err);
+/* After the swarm exists: serves the releases the slots hold. */
+void device_start(struct daemon *d);
+void device_stop(struct daemon *d);
+void device_free(struct device *dev);
+
+/* ---- for swarm.c ---- */
+
+/* Nothing may be fetched into the inactive slot now: an install runs or
+ * waits for its reboot, a rollback waits for its reboot, or the boot
+ * check failed. */
+bool device_busy(struct daemon *d);
+int device_inactive_slot(struct daemon *d);
+const char *device_slot_name(struct daemon *d, int slot);
+/* The size of the inactive slot (the largest image accepted). */
+int device_slot_size(struct daemon *d, uint64_t *ret, struct perr *err);
+/* The inactive slot is being fetched into (a fetch may resume there). */
+bool device_slot_fetching(struct daemon *d);
+/* Claims the inactive slot for m's fetch and opens it; *ret_slot is its
+ * index. Returns the fd or a negative errno (err says why). */
+int device_fetch_target(struct daemon *d, const struct manifest *m, int *ret_slot, struct perr *err);
+/* The active slot for local reuse: fd (caller closes), its release's
+ * manifest when known (*ret_old, caller frees; NULL: chunk it), and a
+ * name for the log. -ENOENT when there is nothing to read. */
+int device_active_source(struct daemon *d, struct manifest **ret_old, char *what, size_t size);
+/* Every chunk of a release is in the inactive slot, each verified. */
+void device_fetched(struct daemon *d, const uint8_t id[HASH_SIZE], const uint8_t *mbytes, size_t mlen);
+
+/* ---- Device install API (control socket, and the gateway's commands) ---- */
+
+/* Installs the release the last fetch completed in the inactive slot:
+ * verify, pre-install hooks, verify-slot (off the loop), post-install
+ * hooks, mark-trial, then the reboot policy. Returns at once: 0 when the
+ * install started, -ENOENT when no fetched release waits, -EBUSY when an
+ * install runs or waits for its reboot; err says why. The outcome shows
+ * in device_status_json and the log. */
+int device_install_fetched(struct daemon *d, struct perr *err);
+/* Runs the reboot an install left pending now (the gateway's word, or an
+ * operator), whatever [device] reboot says. -ENOENT when none is due. */
+int device_reboot_now(struct daemon *d, struct perr *err);
+/* The install side of the device, for status and reports:
+ *   {"system_conf", "install": "auto"|"manual", "reboot": "now"|...,
+ *    "booted": "A", "inactive": "B",
+ *    "state": "idle"|"fetched"|"installing"|"reboot-pending"|"rebooting"|"off",
+ *    "phase": install phase name, "release", "version", "counter",
+ *    "boot_check": {"outcome", "version", "report"},
+ *    "last": {"result", "version", "detail", "bytes_reused", "verify_ms"},
+ *    "error": why installs are off (only then)} */
+json_t *device_status_json(struct daemon *d);
