@@ -266,7 +266,9 @@ static void report_fill(struct fleet *f, struct msg_report *r, struct state_inst
 			r->target_counter = f->cmd.counter;
 		}
 	}
-	if (state_event_foreach(d->st, 1, last_event_cb, ev) >= 0 && ev->found && failed_result(ev->e.result)) {
+	/* the callback stops the walk after one event: the return value says so */
+	state_event_foreach(d->st, 1, last_event_cb, ev);
+	if (ev->found && failed_result(ev->e.result)) {
 		fleet_sanitize(ev->e.detail, strlen(ev->e.detail), true);
 		r->last_error = (struct report_str){ ev->e.detail, strnlen(ev->e.detail, REPORT_ERROR_MAX) };
 		if (r->state == REPORT_IDLE && ev->e.has_release && memcmp(ev->e.release, r->installed, HASH_SIZE)) {

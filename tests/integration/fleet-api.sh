@@ -4,7 +4,9 @@
 # (tags, inventory script output, state), `shoal devices` and the HTTP API
 # list them, the API refuses requests without the token and malformed
 # ones with a reason, a campaign over one group commands its canary only,
-# survives a gateway restart, and a device that stops shows offline.
+# pauses when the canary reports a rollback (failure threshold 1), survives
+# a gateway restart paused, commands the rest after resume, and a device
+# that stops shows offline.
 #
 # usage: fleet-api.sh SHOAL SHOALD GEN-IMAGE
 set -u
@@ -29,12 +31,14 @@ start gw
 mkdir inv.d
 printf '#!/bin/sh\necho serial=SN-0042\necho "kernel=$(uname -r)"\necho "not a pair"\n' >inv.d/10-hw
 chmod +x inv.d/10-hw
+declare -A PID_OF_DEV
 TAGS=("group=a line=1" "group=a line=2" "group=b line=1")
 for i in 1 2 3; do
 	p=$(eval echo "\$P$i")
 	conf "dev$i" device "$p" fleet.key "[daemon]" "tags = ${TAGS[$((i - 1))]}" "report_interval = 2s" "[discovery]" \
 		"gateway = 127.0.0.1:$GP" '[device]' "target = $T/dev$i.img" "inventory_dir = $T/inv.d"
 	start "dev$i"
+	PID_OF_DEV[dev$i]=${PIDS[-1]}
 done
 DEV3PID=${PIDS[-1]}
 check_eq() { # NAME GOT WANT
@@ -80,6 +84,26 @@ check "campaign show lists its two targets" bash -c "campaign show 1 | grep -c '
 check_eq "GET /api/v1/campaigns/1: 200" "$(code "${AUTH[@]}" "$API/api/v1/campaigns/1")" 200
 check_eq "POST /api/v1/campaigns/1/pause: 200" "$(code "${AUTH[@]}" -X POST "$API/api/v1/campaigns/1/pause")" 200
 check "... paused" grep -q '"state":"paused"' body
+check "resume" bash -c "campaign resume 1 | grep -q running"
+
+# The canary rolls the release back. The installer is not wired into the
+# device daemon yet, so its state database gets the event the installer
+# writes on a rollback; the device reports it like any other.
+CANARY=$(grep -l 'campaign 1 asks to install' dev1.log dev2.log | head -1); CANARY=${CANARY%.log}
+REL=$(code "${AUTH[@]}" "$API/api/v1/releases" >/dev/null; grep -o '"id":"[0-9a-f]*"' body | head -1 | cut -d'"' -f4)
+CPID=${PID_OF_DEV[$CANARY]}
+kill "$CPID"; wait "$CPID" 2>/dev/null
+python3 - "$T/$CANARY/shoal.db" "$REL" <<'PY'
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+db.execute("INSERT INTO install_events (release, version, slot, phase, result, detail) VALUES (?, '2.0', 1, 'rollback', 'rolled-back', 'health check 10-app failed: port 80 closed')",
+           (bytes.fromhex(sys.argv[2]),))
+db.commit()
+PY
+start "$CANARY"
+check "a failed canary pauses the campaign at the threshold" wait_for 15 bash -c "campaign show 1 | grep -q 'paused: 1 failure(s), the last on $CANARY (threshold 1)'"
+check "the device's report names the error" bash -c "devices --json | grep -q '\"last_error\": \"health check 10-app failed: port 80 closed\"'"
+check "the rest is not asked while paused" bash -c "campaign show 1 | grep -Eq ' rest +pending'"
 check_eq "pausing again: 409" "$(code "${AUTH[@]}" -X POST "$API/api/v1/campaigns/1/pause")" 409
 check_eq "an unknown action: 404" "$(code "${AUTH[@]}" -X POST "$API/api/v1/campaigns/1/explode")" 404
 check "/metrics counts devices and campaign targets" bash -c "curl -s -H 'Authorization: Bearer $TOKEN' $API/metrics | grep -q '^shoal_campaign_targets{campaign=\"1\",name=\"roll-a\",phase=\"canary\"'"
@@ -91,6 +115,7 @@ start gw
 check "after a restart the campaign is still paused" bash -c "campaign list | grep -q 'roll-a .*paused'"
 check "after a restart the devices are still known" count_devices 3
 check "resume goes on" bash -c "campaign resume 1 | grep -q running"
+check "... and the rest is asked" wait_for 10 bash -c "campaign show 1 | grep -Eq ' rest +(commanded|installing)'"
 
 kill "$DEV3PID"
 check "a device that stops reporting shows offline" wait_for 15 bash -c "devices | grep -E '^dev3 ' | grep -q OFFLINE"
