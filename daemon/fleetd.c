@@ -5,6 +5,7 @@
 
 #include "campaign.h"
 #include "daemon.h"
+#include "device.h"
 #include "fleetd.h"
 #include "hooks.h"
 #include "log.h"
@@ -284,6 +285,31 @@ static void report_fill(struct fleet *f, struct msg_report *r, struct state_inst
 		r->n_inv = f->inv->n;
 		memcpy(r->inv, f->inv->inv, f->inv->n * sizeof(r->inv[0]));
 	}
+}
+
+/* With install = manual a device installs a fetched release when the
+ * gateway asks for that release (the installer still checks everything). */
+static void command_tick(struct fleet *f)
+{
+	struct daemon *d = f->d;
+	char want[2 * HASH_SIZE + 1];
+	struct perr err = { "" };
+	json_t *st;
+	int k;
+
+	if (!f->has_cmd || !d->dev || d->conf.install != INSTALL_MANUAL)
+		return;
+	st = device_status_json(d);
+	hex(f->cmd.release, HASH_SIZE, want);
+	if (json_is_object(st) && !strcmp(json_string_value(json_object_get(st, "state")) ?: "", "fetched") &&
+	    !strcmp(json_string_value(json_object_get(st, "release")) ?: "", want)) {
+		log_notice("campaign %" PRIu64 ": installing %s as the gateway asked", f->cmd.campaign,
+			   json_string_value(json_object_get(st, "version")));
+		if ((k = device_install_fetched(d, &err)) < 0)
+			log_warn("campaign %" PRIu64 ": install refused: %s", f->cmd.campaign, err.msg);
+		f->has_cmd = false; /* asked once; the gateway sends it again if we stay idle */
+	}
+	json_decref(st);
 }
 
 static void report_tick(struct fleet *f)
@@ -1392,6 +1418,7 @@ static void tick_cb(uv_timer_t *t)
 	if (f->stopping)
 		return;
 	if (f->d->conf.role == ROLE_DEVICE) {
+		command_tick(f);
 		report_tick(f);
 		return;
 	}

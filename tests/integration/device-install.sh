@@ -23,6 +23,7 @@ SHOALD=$2
 GEN=$3
 . "$(dirname "$0")/../lib/tap.sh"
 . "$(dirname "$0")/../lib/fleet.sh"
+. "$(dirname "$0")/../lib/ab-device.sh"
 fleet_setup
 unset SHOAL_SYSTEM_CONF SHOAL_INSTALLER_CRASH_AT
 
@@ -36,42 +37,6 @@ IMG=$(stat -c %s v2.img)
 read -r GP P1 P2 P3 P4 <<<"$(free_ports 5)"
 PORTS=([1]=$P1 [2]=$P2 [3]=$P3 [4]=$P4)
 
-# mkdev N: slot files, a file bootloader environment and system.conf; the
-# device boots slot A holding v1 as from the factory (unknown to shoal).
-mkdev() {
-	local d="$T/dev$1"
-	mkdir -p "$d/hooks" "$d/health"
-	truncate -s 16M "$d/slot-a" "$d/slot-b"
-	dd if=v1.img of="$d/slot-a" conv=notrunc status=none
-	printf 'shoal_slot=A\n' >"$d/env"
-	cat >"$d/system.conf" <<CONF
-[system]
-product = demo
-bootloader = file
-state-dir = $d
-hooks-dir = $d/hooks
-health-dir = $d/health
-health-timeout = 10s
-reboot = none
-reboot-command = echo reboot >>$d/reboots
-trust = $T/root.pub
-boot-slot-file = $d/booted
-
-[file]
-env = $d/env
-bootlimit = 2
-
-[slot.rootfs.0]
-device = $d/slot-a
-bootname = A
-
-[slot.rootfs.1]
-device = $d/slot-b
-bootname = B
-CONF
-	"$SHOAL" --system-conf "$d/system.conf" boot-sim >/dev/null
-}
-sysc() { "$SHOAL" --system-conf "$T/dev$1/system.conf" "${@:2}"; }
 # devconf N PEER...: shoal.conf of device N, dialling the given ports
 devconf() {
 	local n=$1 lines=(); shift
