@@ -221,14 +221,16 @@ static void report_fill(struct fleet *f, struct msg_report *r, struct state_inst
 	r->n_tags = (uint8_t)f->n_tags;
 	memcpy(r->tags, f->tags, f->n_tags * sizeof(f->tags[0]));
 
-	/* the installed release: the slot that is good (or on trial), newest */
+	/* the installed release: the newest slot that is good (committed); a
+	 * slot on trial is the target until its boot check commits it, or a
+	 * campaign would count a device done before it even rebooted */
 	for (int i = 0; i < (int)REPORT_SLOTS_MAX; i++) {
 		struct state_slot s;
 
 		if (state_slot_get(d->st, i, &s) < 0)
 			continue;
 		free(s.manifest);
-		if (s.has_release && (!strcmp(s.state, "good") || !strcmp(s.state, "trial")) && s.updated >= best) {
+		if (s.has_release && !strcmp(s.state, "good") && s.updated >= best) {
 			best = s.updated;
 			*slot = s;
 			r->booted_slot = (uint8_t)i;

@@ -77,8 +77,8 @@ struct msg_report {
 	struct report_str name;         /* 0..64 text */
 	uint8_t n_tags;
 	struct report_tag tags[REPORT_TAGS_MAX];
-	uint8_t booted_slot;            /* 0..15 or REPORT_SLOT_NONE */
-	uint8_t installed[HASH_SIZE];   /* the release in the booted slot */
+	uint8_t booted_slot;            /* the installed release's slot, 0..15, or REPORT_SLOT_NONE */
+	uint8_t installed[HASH_SIZE];   /* the committed release (a trial is the target until committed) */
 	uint64_t installed_counter;
 	struct report_str installed_version; /* 0..64 text */
 	uint8_t state;                  /* enum report_state */
