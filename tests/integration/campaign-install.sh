@@ -4,7 +4,9 @@
 # loopback (file-backed slots, the file bootloader, `shoal boot-sim` as the
 # power cycle), install = manual so that only the gateway's COMMAND starts
 # an install. Group a (two devices) gets v2, canary first; group b (one
-# device) also fetches v2 but is never told to install it.
+# device) also fetches v2 but is never told to install it. The second
+# device of group a fails its health check on the new slot and rolls back:
+# the campaign pauses at the threshold with the check's output reported.
 #
 # usage: campaign-install.sh SHOAL SHOALD GEN-IMAGE
 set -u
@@ -64,8 +66,16 @@ check "the campaign shows the canary installing" wait_for 10 bash -c "campaign s
 reboot_dev "$CANARY"
 check "after its reboot the canary runs v2: done" wait_for 30 bash -c "campaign show 1 | grep -Eq ' canary +done'"
 check "then the rest installs" wait_for 60 pending "$REST"
+# the rest's application does not come up on the new slot
+printf '#!/bin/sh\necho "the application does not answer on :80"\nexit 1\n' >"$T/dev$REST/health/50-app"
+chmod +x "$T/dev$REST/health/50-app"
 reboot_dev "$REST"
-check "the campaign finishes (state done)" wait_for 30 bash -c "campaign list | grep -Eq ' done +canary 1/1 done rest 1/1 done'"
+check "the rest rolls back: the campaign pauses at the failure threshold" wait_for 30 \
+	bash -c "campaign show 1 | grep -q 'paused: 1 failure(s), the last on dev$REST (threshold 1)'"
+check "the failure is reported with the health check's output" \
+	bash -c "devices dev$REST | grep -q 'the application does not answer on :80'"
+check "the dashboard's data has it too" bash -c "devices --json | grep -q '\"state\": \"failed\"'"
+check "resume: nothing is left, the campaign is done" bash -c "campaign resume 1 >/dev/null; campaign list | grep -Eq ' done +canary 1/1 done rest 0/1 done'"
 check "group b was never asked and still runs v1" bash -c "! grep -q 'asks to install' '$T/dev3.log' && devices | grep -E '^dev3 ' | grep -q ' none '"
-check "shoal devices shows v2 on group a" bash -c "[ \$(devices | grep -E '^dev[12] ' | grep -c ' 2 ') = 2 ]"
+check "shoal devices shows v2 on the canary only" bash -c "devices | grep -E '^dev$CANARY ' | grep -q ' 2 ' && ! devices | grep -E '^dev$REST ' | grep -q ' 2 '"
 done_testing
