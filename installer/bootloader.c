@@ -309,17 +309,30 @@ int boot_booted_slot(const struct sysconf *sc, int *ret_slot, char *boot_id, siz
 					name ? name : "(missing)");
 		if (boot_id_size)
 			snprintf(boot_id, boot_id_size, "sim-%s", id ? id : "0");
+		if (sc->booted_slot && sysconf_slot_by_bootname(sc, sc->booted_slot) != slot)
+			return perr_set(err, -EUCLEAN, "[system] booted-slot = %s, but %s says slot %s booted: refusing "
+					"to guess which slot runs", sc->booted_slot, sc->boot_slot_file, name);
 	} else {
-		if (sc->booted_slot) {
-			slot = sysconf_slot_by_bootname(sc, sc->booted_slot);
+		/* the command line is what the bootloader really booted: a fixed
+		 * booted-slot only stands in where it says nothing, and one that
+		 * contradicts it would send the install into the running root */
+		struct perr e = { "" };
+		int fixed = sc->booted_slot ? sysconf_slot_by_bootname(sc, sc->booted_slot) : -1;
+
+		if ((k = read_file(sc->cmdline, 65536, &buf, &len, &e)) == 0 && cmdline_slot(sc, (char *)buf, &slot) == 0) {
+			if (fixed >= 0 && fixed != slot)
+				return perr_set(err, -EUCLEAN, "[system] booted-slot = %s in %s, but %s says slot %s booted: "
+						"refusing to guess which slot runs", sc->booted_slot,
+						sc->path ? sc->path : "system.conf", sc->cmdline, sc->slots[slot].bootname);
+		} else if (fixed >= 0) {
+			slot = fixed;
+		} else if (k < 0) {
+			return perr_set(err, k, "%s", e.msg);
 		} else {
-			if ((k = read_file(sc->cmdline, 65536, &buf, &len, err)) < 0)
-				return k;
-			if (cmdline_slot(sc, (char *)buf, &slot) < 0)
-				return perr_set(err, -ENOENT, "%s names no slot (shoal.slot=, rauc.slot= or root= of a "
-						"slot device); set [system] booted-slot", sc->cmdline);
-			free(TAKE_PTR(buf));
+			return perr_set(err, -ENOENT, "%s names no slot: add shoal.slot=BOOTNAME (or rauc.slot=, or a "
+					"root= naming a slot device) to the kernel command line", sc->cmdline);
 		}
+		free(TAKE_PTR(buf));
 		if (boot_id_size && read_file("/proc/sys/kernel/random/boot_id", 256, &buf, &len, NULL) == 0) {
 			buf[strcspn((char *)buf, "\n")] = '\0';
 			snprintf(boot_id, boot_id_size, "%s", (char *)buf);

@@ -62,12 +62,13 @@ int bootloader_commit(struct bootloader *b, int slot, struct perr *err);
 int bootloader_mark_bad(struct bootloader *b, int slot, struct perr *err);
 
 /* Which slot is running, and an id of this boot (changes at every boot):
- *   [system] booted-slot when set;
- *   else [system] boot-slot-file (written by the boot simulator): slot=NAME
- *     and boot_id=N lines;
+ *   [system] boot-slot-file when set (written by the boot simulator, which
+ *     stands in for the kernel command line): slot=NAME and boot_id=N lines;
  *   else the kernel command line ([system] cmdline, /proc/cmdline):
  *     shoal.slot=NAME or rauc.slot=NAME, or root= naming a slot's device;
- *     the boot id then comes from /proc/sys/kernel/random/boot_id.
+ *     the boot id then comes from /proc/sys/kernel/random/boot_id;
+ *   [system] booted-slot only when the command line names no slot (or
+ *     cannot be read); when both name a slot and disagree: -EUCLEAN.
  * -ENOENT (err says why) when none of these names a slot. */
 int boot_booted_slot(const struct sysconf *sc, int *ret_slot, char *boot_id, size_t boot_id_size,
 		     struct perr *err);

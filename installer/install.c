@@ -180,18 +180,36 @@ static int lock(struct installer *in, struct perr *err)
 
 /* ---- slots ---- */
 
+/* A slot to be written must not be what runs: a block device is opened
+ * with O_EXCL (the kernel refuses it while mounted) and is refused
+ * outright when it is the device of the root file system. */
 static int slot_open(struct installer *in, int slot, int flags, uint64_t *ret_size, struct perr *err)
 {
-	const char *dev = in->sc->slots[slot].device;
-	int fd = open(dev, flags | O_CLOEXEC), k;
+	const char *dev = in->sc->slots[slot].device, *name = in->sc->slots[slot].bootname;
+	bool writing = (flags & O_ACCMODE) != O_RDONLY;
+	struct stat st, root;
+	int fd, k;
 
+	if (writing && stat(dev, &st) == 0 && S_ISBLK(st.st_mode)) {
+		if (stat("/", &root) == 0 && st.st_rdev == root.st_dev)
+			return perr_set(err, -EBUSY, "slot %s (%s) is the device of the running root file system: "
+					"refusing to write it (is the booted slot detected right?)", name, dev);
+		flags |= O_EXCL;
+	}
+	fd = open(dev, flags | O_CLOEXEC);
+	if (fd < 0 && errno == EBUSY)
+		return perr_set(err, -EBUSY, "slot %s (%s) is in use (mounted?): refusing to write it", name, dev);
 	if (fd < 0)
-		return perr_set(err, -errno, "slot %s (%s): %s", in->sc->slots[slot].bootname, dev, strerror(errno));
+		return perr_set(err, -errno, "slot %s (%s): %s", name, dev, strerror(errno));
+	if (writing && !(flags & O_EXCL) && fstat(fd, &st) == 0 && S_ISBLK(st.st_mode)) {
+		/* it became a block device between stat and open */
+		close(fd);
+		return perr_set(err, -EBUSY, "slot %s (%s) changed while it was opened", name, dev);
+	}
 	if ((k = fd_size(fd, ret_size)) < 0) {
 		close(fd);
 		if (k == -EINVAL)
-			return perr_set(err, k, "slot %s (%s) is neither a block device nor a file",
-					in->sc->slots[slot].bootname, dev);
+			return perr_set(err, k, "slot %s (%s) is neither a block device nor a file", name, dev);
 		return perr_set(err, k, "%s: cannot read its size: %s", dev, strerror(-k));
 	}
 	return fd;

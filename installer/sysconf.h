@@ -46,7 +46,7 @@ struct sysconf {
 	char *reboot_command;    /* default "systemctl reboot", run by /bin/sh -c */
 	int reboot;              /* enum reboot_policy */
 	struct conf_list trust;  /* root public key files */
-	char *booted_slot;       /* override: the bootname we run from */
+	char *booted_slot;       /* the bootname we run from when the command line names none */
 	char *boot_slot_file;    /* written by the boot simulator */
 	char *cmdline;           /* default /proc/cmdline */
 	char *store_dir;         /* a store the built-in health check reads */

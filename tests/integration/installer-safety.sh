@@ -21,7 +21,13 @@ GEN=$2
 . "$(dirname "$0")/../lib/tap.sh"
 
 T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
+MNT= LOOP=
+cleanup() {
+	[ -z "$MNT" ] || umount "$MNT" 2>/dev/null
+	[ -z "$LOOP" ] || losetup -d "$LOOP" 2>/dev/null
+	rm -rf "$T"
+}
+trap cleanup EXIT
 cd "$T"
 export SHOAL_NO_PROGRESS=1
 unset SHOAL_SYSTEM_CONF SHOAL_INSTALLER_CRASH_AT
@@ -112,5 +118,38 @@ install_commit rb2 r2 && install_commit rb2 r3
 check "v2 committed in B, then v3 in A" status_is rb2 '.system.slots[1].state == "good" and .system.slots[0].state == "good" and .system.installed.version == "3"'
 expect_exit 5 "with nothing pending, rollback from A to the good B works (exit 5: rolled back)" sh_ rb2 rollback
 check "... B is primary" grep -qx shoal_slot=B "$T/rb2/env"
+
+# --- the slot that runs is never the target --------------------------------------
+# booted-slot = A pinned, but the kernel command line says B booted
+printf 'console=ttyS0 root=/dev/mmcblk0p3 shoal.slot=B\n' >"$T/ck.cmdline"
+mkdev ck "booted-slot = A
+cmdline = $T/ck.cmdline"
+dd if=v2.img of="$T/ck/slot-b" conv=notrunc status=none
+b=$(sha256sum <"$T/ck/slot-b")
+expect_exit 1 "booted-slot contradicting the command line: install refuses" sh_ ck install r3
+output_has "... naming both" "booted-slot = A.*says slot B booted"
+check "... the running slot B is untouched" test "$(sha256sum <"$T/ck/slot-b")" = "$b"
+printf 'console=ttyS0\n' >"$T/ck.cmdline"
+expect_exit 0 "a command line naming no slot: booted-slot stands in" sh_ ck install r3
+
+# a block-device slot that is mounted is not written (O_EXCL)
+if [ "$(id -u)" != 0 ] || ! command -v losetup >/dev/null || ! command -v mkfs.ext4 >/dev/null; then
+	skip "a mounted block-device slot is refused" "needs root, losetup and mkfs.ext4"
+else
+	mkdev blk
+	truncate -s 4M "$T/blk/loop.img"
+	mkfs.ext4 -q "$T/blk/loop.img" 2>/dev/null
+	if LOOP=$(losetup -f --show "$T/blk/loop.img" 2>/dev/null) && mkdir -p "$T/mnt" && mount "$LOOP" "$T/mnt" 2>/dev/null; then
+		MNT=$T/mnt
+		sed -i "s|device = $T/blk/slot-b|device = $LOOP|" "$T/blk/system.conf"
+		expect_exit 1 "a mounted block-device slot is refused" sh_ blk install r2
+		output_has "... as in use" "slot B \($LOOP\) is in use"
+		check "... its file system is intact" test -d "$T/mnt/lost+found"
+		umount "$MNT" && MNT=
+		expect_exit 0 "... and written once unmounted" sh_ blk install r2
+	else
+		skip "a mounted block-device slot is refused" "no loop device here"
+	fi
+fi
 
 done_testing

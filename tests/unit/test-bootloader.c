@@ -308,11 +308,53 @@ static void test_booted_slot_from_cmdline(void **state)
 	assert_int_equal(slot, 1);
 	write_text("cmdline", "root=/dev/nfs shoal.slot=C\n");
 	assert_int_equal(boot_booted_slot(sc, &slot, id, sizeof(id), &err), -ENOENT);
-	assert_non_null(strstr(err.msg, "booted-slot"));
+	assert_non_null(strstr(err.msg, "kernel command line"));
+	assert_null(strstr(err.msg, "booted-slot")); /* no hint to pin a slot that may be wrong */
 	sc->booted_slot = strdup("A");
 	assert_int_equal(boot_booted_slot(sc, &slot, id, sizeof(id), &err), 0);
 	assert_int_equal(slot, 0);
 	free(sc->booted_slot);
+	free_conf(sc);
+}
+
+/* The command line wins: a fixed booted-slot that contradicts it (or the
+ * boot simulator's record) is an error, never the answer. */
+static void test_booted_slot_disagrees(void **state)
+{
+	struct sysconf *sc = make_conf(BOOTLOADER_FILE);
+	char *bsf = sc->boot_slot_file;
+	struct perr err = { "" };
+	char id[64];
+	int slot = -1;
+
+	(void)state;
+	sc->boot_slot_file = NULL;
+	sc->booted_slot = strdup("A");
+	write_text("cmdline", "root=/dev/mmcblk0p3 shoal.slot=B\n");
+	assert_int_equal(boot_booted_slot(sc, &slot, id, sizeof(id), &err), -EUCLEAN);
+	assert_non_null(strstr(err.msg, "booted-slot = A"));
+	assert_non_null(strstr(err.msg, "says slot B"));
+	write_text("cmdline", "root=/dev/mmcblk0p3 shoal.slot=A\n");
+	assert_int_equal(boot_booted_slot(sc, &slot, id, sizeof(id), &err), 0);
+	assert_int_equal(slot, 0);
+	/* no command line at all: booted-slot stands in */
+	{
+		char *c = p("cmdline");
+
+		assert_int_equal(unlink(c), 0);
+		free(c);
+	}
+	assert_int_equal(boot_booted_slot(sc, &slot, id, sizeof(id), &err), 0);
+	assert_int_equal(slot, 0);
+	/* the boot simulator's record stands for the command line */
+	sc->boot_slot_file = bsf;
+	write_text("booted", "slot=B\nboot_id=3\n");
+	assert_int_equal(boot_booted_slot(sc, &slot, id, sizeof(id), &err), -EUCLEAN);
+	write_text("booted", "slot=A\nboot_id=4\n");
+	assert_int_equal(boot_booted_slot(sc, &slot, id, sizeof(id), &err), 0);
+	assert_int_equal(slot, 0);
+	free(sc->booted_slot);
+	sc->booted_slot = NULL;
 	free_conf(sc);
 }
 
@@ -323,6 +365,7 @@ int main(void)
 		cmocka_unit_test(test_uboot_backend),
 		cmocka_unit_test(test_grub_backend),
 		cmocka_unit_test(test_booted_slot_from_cmdline),
+		cmocka_unit_test(test_booted_slot_disagrees),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
