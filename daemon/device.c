@@ -53,6 +53,7 @@ struct device {
 
 	uv_timer_t window;
 	bool window_init;
+	bool stopping;
 
 	/* the last install, for status and reports */
 	char last_result[32];
@@ -316,9 +317,8 @@ void device_start(struct daemon *d)
 			else if (swarm_hold(d->swarm, s.manifest, s.manifest_len, fd, i, &err) < 0)
 				log_warn("slot %s: %s", dev->sc->slots[i].bootname, err.msg);
 			else
-				log_info("serving %s (counter %" PRIu64 ") from slot %s (%s, %s%s)", s.version, s.counter,
-					 dev->sc->slots[i].bootname, s.state, i == dev->booted ? "active" : "inactive",
-					 dev->sc->slots[i].device[0] ? "" : "");
+				log_info("serving %s (counter %" PRIu64 ") from slot %s (%s, %s)", s.version, s.counter,
+					 dev->sc->slots[i].bootname, s.state, i == dev->booted ? "active" : "inactive");
 		}
 		free(s.manifest);
 	}
@@ -331,6 +331,8 @@ void device_start(struct daemon *d)
 
 void device_stop(struct daemon *d)
 {
+	if (d->dev)
+		d->dev->stopping = true;
 	if (d->dev && d->dev->window_init && !uv_is_closing((uv_handle_t *)&d->dev->window))
 		uv_close((uv_handle_t *)&d->dev->window, NULL);
 	if (d->dev && d->dev->working)
@@ -453,7 +455,7 @@ static void hash_done(uv_work_t *w, int status)
 	int k;
 
 	dev->working = false;
-	if (status < 0 || d->stopping) {
+	if (status < 0 || d->stopping || dev->stopping) {
 		/* the install stays in verify-slot: the next start abandons it
 		 * and installs the fetched release again */
 		log_notice("install of %s interrupted in verify-slot by the shutdown", dev->version);

@@ -826,6 +826,8 @@ int installer_fetch_target(struct installer *in, bool claim, int *ret_slot, uint
 	free(p.manifest);
 	if (k < 0 && k != -ENOENT)
 		return perr_set(err, k, "state: %s", strerror(-k));
+	if (k == 0 && p.slot < 0)
+		return perr_set(err, -EBUSY, "an update module install of %s is pending (phase %s)", p.version, p.phase);
 	if (k == 0 && install_phase_from_name(p.phase) >= PHASE_MARK_TRIAL)
 		return perr_set(err, -EBUSY, "%s waits in slot %s for its trial boot (phase %s)", p.version,
 				in->sc->slots[p.slot].bootname, p.phase);
@@ -906,8 +908,8 @@ int installer_fetched_begin(struct installer *in, const struct installer_fetched
 	res->phase = PHASE_VERIFY;
 	k = state_install_get(in->st, &old);
 	free(old.manifest);
-	if (k == 0 && install_phase_from_name(old.phase) >= PHASE_MARK_TRIAL)
-		return perr_set(err, -EBUSY, "release %s is already on trial (phase %s)", old.version, old.phase);
+	if (k == 0 && (old.slot < 0 || install_phase_from_name(old.phase) >= PHASE_MARK_TRIAL))
+		return perr_set(err, -EBUSY, "the install of %s is pending (phase %s)", old.version, old.phase);
 	if (k == 0 && memcmp(old.release, id, HASH_SIZE) != 0) {
 		say(in, LOG_NOTICE, "an interrupted install of %s (phase %s) is abandoned", old.version, old.phase);
 		state_install_end(in->st, "abandoned", "replaced by a new install");

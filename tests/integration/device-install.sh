@@ -42,7 +42,7 @@ devconf() {
 	local n=$1 lines=(); shift
 	for p in "$@"; do lines+=("static_peer = 127.0.0.1:$p"); done
 	conf "dev$n" device "${PORTS[$n]}" fleet.key "${lines[@]}" '[device]' "system_conf = $T/dev$n/system.conf" \
-		'install = auto' 'reboot = now'
+		"install = ${INSTALL:-auto}" "reboot = ${REBOOT:-now}"
 }
 declare -A DPID
 startdev() { start "dev$1"; DPID[$1]=${PIDS[-1]}; }
@@ -133,12 +133,23 @@ check "dev3 runs v1 in slot B again" wait_for 20 dstatus 3 '.system.booted == "B
 check "dev3 does not take v2 again" wait_for 30 grep -q "refused on this device: not taken" dev3.log
 check "dev3 never fetched v2 after the rollback" sh -c "! grep -q 'fetching 2 straight into' dev3.log"
 
-# the gateway goes; a late device gets v2 from the devices' active slots
+# the gateway goes; a late device gets v2 from the devices' active slots.
+# It installs on the operator's word (install = manual) and leaves the
+# reboot to them (reboot = none).
 kill "$GWPID"; wait "$GWPID" 2>/dev/null
-devconf 4 "$P1" "$P2"
+INSTALL=manual REBOOT=none devconf 4 "$P1" "$P2"
 startdev 4
-check "dev4 installs v2 from its peers alone" wait_for 120 reboots 4 1
+check "dev4 fetches v2 from its peers alone" wait_for 120 grep -q "install = manual: waiting for 'shoal install --fetched'" dev4.log
 check "dev4: nothing came from a gateway" grep -Eq "complete and verified.* in .*; [1-9][0-9]* bytes from peers, 0 from the gateway" dev4.log
+check "dev4: status: fetched, waiting" dstatus 4 '.device.state == "fetched" and .device.version == "2"'
+expect_exit 0 "shoal install --fetched asks shoald to install" "$SHOAL" install --fetched --socket "$T/dev4.sock"
+check "dev4: installed, the reboot left pending" wait_for 30 dstatus 4 '.device.state == "reboot-pending" and .system.pending.phase == "reboot-pending"'
+check "dev4: ... and says so" grep -q "reboot pending for 2: left to the operator or the gateway (reboot = none)" dev4.log
+check "dev4: no reboot-command ran" test ! -e "$T/dev4/reboots"
+expect_exit 1 "a second shoal install --fetched: nothing waits" "$SHOAL" install --fetched --socket "$T/dev4.sock"
+output_has "... it says why" "an install runs or waits for its reboot"
 check "dev4: slot B holds v2" cmp -n "$IMG" "$T/dev4/slot-b" v2.img
+reboot_dev 4
+check "dev4: commits v2 after the reboot" wait_for 20 dstatus 4 '.system.installed.version == "2" and .device.boot_check.outcome == "committed"'
 
 done_testing

@@ -237,6 +237,26 @@ static void test_parsers(void **state)
 	assert_int_equal(conf_parse_bool("nope", &b), -EINVAL);
 }
 
+static void test_reboot_policy(void **state)
+{
+	struct conf_reboot r;
+	static const char *const bad[] = { "", "later", "window", "window 2:00-04:00", "window 02:00-04:0",
+					   "window 24:00-01:00", "window 01:60-02:00", "window 03:00-03:00",
+					   "window 02:00-04:00x", "window 02:00 04:00", "Now" };
+
+	(void)state;
+	assert_int_equal(conf_parse_reboot("now", &r), 0);
+	assert_int_equal(r.when, DEV_REBOOT_NOW);
+	assert_int_equal(conf_parse_reboot("none", &r), 0);
+	assert_int_equal(r.when, DEV_REBOOT_NONE);
+	assert_int_equal(conf_parse_reboot("window 22:30-04:15", &r), 0);
+	assert_int_equal(r.when, DEV_REBOOT_WINDOW);
+	assert_int_equal(r.start_min, 22 * 60 + 30);
+	assert_int_equal(r.end_min, 4 * 60 + 15);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_equal(conf_parse_reboot(bad[i], &r), -EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -246,6 +266,7 @@ int main(void)
 		cmocka_unit_test(test_check),
 		cmocka_unit_test(test_check_what_start_refuses),
 		cmocka_unit_test(test_parsers),
+		cmocka_unit_test(test_reboot_policy),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
