@@ -251,7 +251,7 @@ static void report_fill(struct fleet *f, struct msg_report *r, struct state_inst
 		r->phase = (struct report_str){ in->phase, strnlen(in->phase, REPORT_PHASE_MAX) };
 		memcpy(r->target, in->release, HASH_SIZE);
 		r->target_counter = in->counter;
-	} else if (json_is_object(fetch = swarm_fetch_json(d->swarm))) {
+	} else if ((fetch = swarm_fetch_json(d->swarm)) && json_is_object(fetch)) { /* the macro evaluates twice */
 		const char *id = json_string_value(json_object_get(fetch, "id"));
 
 		r->state = REPORT_FETCHING;
