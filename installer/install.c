@@ -831,7 +831,8 @@ int installer_fetch_target(struct installer *in, bool claim, int *ret_slot, uint
 	if (k == 0 && install_phase_from_name(p.phase) >= PHASE_MARK_TRIAL)
 		return perr_set(err, -EBUSY, "%s waits in slot %s for its trial boot (phase %s)", p.version,
 				in->sc->slots[p.slot].bootname, p.phase);
-	fd = slot_open(in, target, O_RDWR, ret_size, err);
+	/* only a claim opens it for writing (O_EXCL on a block device) */
+	fd = slot_open(in, target, claim ? O_RDWR : O_RDONLY, ret_size, err);
 	if (fd < 0 || !claim)
 		goto out;
 	if (k == 0) {

@@ -96,8 +96,8 @@ int installer_install(struct installer *in, const char *source, int reboot, stru
 
 /* ---- a release shoald fetched straight into the inactive slot ---- */
 
-/* The slot a fetch writes into (the one not booted), opened O_RDWR; its
- * size in *ret_size. claim: the fetch is about to write, so the slot is
+/* The slot a fetch writes into (the one not booted), opened O_RDWR
+ * (O_RDONLY without claim: to learn its size); its size in *ret_size. claim: the fetch is about to write, so the slot is
  * recorded as "writing" (durably: its old release is gone from then on)
  * and an install interrupted before its trial is abandoned. -EBUSY when
  * an install waits for or is in its trial boot (the inactive slot holds
