@@ -184,7 +184,8 @@ int cmd_install(int argc, char **argv)
 		"[system] modules-dir/TYPE instead: Download, Install, then (unless it needs a\n"
 		"reboot) health checks and Commit, or Rollback. Exit 5 when it was rolled back.\n\n"
 		COMMON_HELP REBOOT_HELP
-		"  --trust ROOT.pub    a trusted root key besides [system] trust (repeatable)\n"
+		"  --trust ROOT.pub    a trusted root key besides [system] trust, for this install\n"
+		"                      only (repeatable): a keyring only it signs is not kept\n"
 		"\nUsage: shoal install --fetched [--socket PATH] [--json]\n\n"
 		"Asks the running shoald to install the release it fetched into the inactive\n"
 		"slot ([device] install = manual waits for this). Exit 1 when none waits.\n"

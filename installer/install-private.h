@@ -30,12 +30,19 @@ void install_crash_point(const char *phase);
 int install_enter(struct installer *in, const char *phase, const char *boot_id, struct perr *err);
 
 /* The checks of the verify phase: signatures and keyring against the
- * trusted roots (a newer keyring is stored, its floor raised), product,
+ * trusted roots (a newer keyring [system] trust vouches for is stored;
+ * its floor waits for the commit), product,
  * expiry, the counter against the floor named counter_floor (NULL: the
  * A/B images' "counter", which also requires an A/B payload), size
  * against max_size (0: no limit), the refused list. */
 int install_verify(struct installer *in, struct release *r, const uint8_t id[HASH_SIZE], uint64_t max_size,
 		   const char *counter_floor, struct perr *err);
+
+/* At a commit, before the bootloader's: the counter floor named
+ * counter_floor, the time floor, and the keyring floor to the stored
+ * keyring that vouches for m under [system] trust alone. Durable. */
+int install_commit_floors(struct installer *in, const char *counter_floor, uint64_t counter, const struct manifest *m,
+			  struct perr *err);
 
 /* The SHOAL_* environment of hooks and health checks for an install that
  * has no slot (SHOAL_SLOT and friends empty). */

@@ -415,13 +415,15 @@ static int write_slot(struct installer *in, struct release *r, int fd, int activ
 
 /* ---- verification ---- */
 
-static int load_roots(struct installer *in, uint8_t (*keys)[PUBKEY_SIZE], size_t max, size_t *n, struct perr *err)
+/* [system] trust, plus the caller's extra roots (--trust) when extra. */
+static int load_roots(struct installer *in, bool extra, uint8_t (*keys)[PUBKEY_SIZE], size_t max, size_t *n,
+		      struct perr *err)
 {
 	const struct sysconf *sc = in->sc;
 	int k;
 
 	*n = 0;
-	for (size_t i = 0; i < sc->trust.n + in->o.n_extra_trust; i++) {
+	for (size_t i = 0; i < sc->trust.n + (extra ? in->o.n_extra_trust : 0); i++) {
 		const char *path = i < sc->trust.n ? sc->trust.v[i] : in->o.extra_trust[i - sc->trust.n];
 
 		if (*n >= max)
@@ -436,7 +438,10 @@ static int load_roots(struct installer *in, uint8_t (*keys)[PUBKEY_SIZE], size_t
 }
 
 /* Signatures, keyring, product, floors, refused list, slot size. On
- * success a newer valid keyring has been stored and its floor raised.
+ * success a newer keyring that [system] trust alone vouches for has been
+ * stored (its floor moves only at a commit, install_commit_floors); one
+ * that only an extra --trust root signed serves this install and is
+ * never kept.
  * counter_floor: NULL for an A/B image ("counter"), else the module
  * payload type's own floor. */
 int install_verify(struct installer *in, struct release *r, const uint8_t id[HASH_SIZE], uint64_t slot_size,
@@ -452,7 +457,7 @@ int install_verify(struct installer *in, struct release *r, const uint8_t id[HAS
 	size_t kl;
 	int k;
 
-	if ((k = load_roots(in, roots, SIGSET_MAX, &tr.n, err)) < 0)
+	if ((k = load_roots(in, true, roots, SIGSET_MAX, &tr.n, err)) < 0)
 		return k;
 	if ((k = state_floor_get(in->st, counter_floor ? counter_floor : "counter", &fcounter)) < 0 ||
 	    (k = state_floor_get(in->st, "keyring", &fkeyring)) < 0 || (k = state_floor_get(in->st, "time", &ftime)) < 0)
@@ -487,19 +492,55 @@ int install_verify(struct installer *in, struct release *r, const uint8_t id[HAS
 	if (k == 1)
 		return perr_set(err, -EPERM, "release %s (counter %" PRIu64 ") is refused on this device: %s",
 				r->manifest->version, r->manifest->counter, reason);
-	if (r->keyring && r->keyring != kr)
+	if (!r->keyring || r->keyring != kr)
 		return 0;
-	if (r->keyring && (!held || r->keyring->version > held->version)) {
+	{
+		uint8_t sroots[SIGSET_MAX][PUBKEY_SIZE];
+		struct trust_roots str = { .keys = (const uint8_t(*)[PUBKEY_SIZE])sroots };
 		_cleanup_(freep) uint8_t *bytes = NULL;
 		size_t len;
 
-		/* the floor is durable before the keyring is used */
+		/* kept for later installs only when the device's own roots
+		 * vouch for it: an operator's --trust is for this install */
+		if (load_roots(in, false, sroots, SIGSET_MAX, &str.n, NULL) < 0 ||
+		    trust_check_keyring(&str, r->keyring, now, NULL) < 0) {
+			say(in, LOG_NOTICE, "keyring v%" PRIu64 " is vouched for only by an extra --trust root: used for "
+			    "this install, not kept", r->keyring->version);
+			return 0;
+		}
 		if ((k = keyring_format(r->keyring, &bytes, &len, err)) < 0)
 			return k;
-		if ((k = state_floor_raise(in->st, "keyring", r->keyring->version)) < 0 ||
-		    (k = state_keyring_put(in->st, r->keyring->version, bytes, len)) < 0)
+		if ((k = state_keyring_put(in->st, r->keyring->version, bytes, len)) < 0)
 			return perr_set(err, k, "state: storing the keyring failed: %s", strerror(-k));
 	}
+	return 0;
+}
+
+int install_commit_floors(struct installer *in, const char *counter_floor, uint64_t counter, const struct manifest *m,
+			  struct perr *err)
+{
+	uint8_t roots[SIGSET_MAX][PUBKEY_SIZE];
+	struct trust_roots tr = { .keys = (const uint8_t(*)[PUBKEY_SIZE])roots };
+	_cleanup_(keyring_freep) struct keyring *held = NULL;
+	_cleanup_(freep) uint8_t *kb = NULL;
+	struct trust_result tres = { 0 };
+	uint64_t ftime = 0, now = (uint64_t)time(NULL);
+	size_t kl;
+	int k;
+
+	if ((k = state_floor_raise(in->st, counter_floor, counter)) < 0 ||
+	    (k = state_floor_raise(in->st, "time", m->created)) < 0)
+		return perr_set(err, k, "state: raising the floors failed: %s", strerror(-k));
+	/* the keyring floor: the newest stored keyring, when it is the one
+	 * (checked against [system] trust alone) whose keys signed m */
+	if (state_floor_get(in->st, "time", &ftime) == 0 && ftime > now)
+		now = ftime;
+	if (state_keyring_get(in->st, &kb, &kl) < 0 || keyring_parse(kb, kl, &held, NULL) < 0 ||
+	    load_roots(in, false, roots, SIGSET_MAX, &tr.n, NULL) < 0 || trust_check_keyring(&tr, held, now, NULL) < 0 ||
+	    trust_check_manifest(&tr, held, m, now, &tres, NULL) < 0 || tres.release_signers == 0)
+		return 0;
+	if ((k = state_floor_raise(in->st, "keyring", held->version)) < 0)
+		return perr_set(err, k, "state: raising the keyring floor failed: %s", strerror(-k));
 	return 0;
 }
 
@@ -1149,9 +1190,8 @@ static int commit(struct installer *in, const struct state_install *p, int reboo
 	if ((k = manifest_parse(p->manifest, p->manifest_len, &m, err)) < 0)
 		return k;
 	/* the floors first: once committed, nothing older may come back */
-	if ((k = state_floor_raise(in->st, "counter", p->counter)) < 0 ||
-	    (k = state_floor_raise(in->st, "time", m->created)) < 0)
-		return perr_set(err, k, "state: raising the floors failed: %s", strerror(-k));
+	if ((k = install_commit_floors(in, "counter", p->counter, m, err)) < 0)
+		return k;
 	if ((k = bootloader_commit(in->bl, p->slot, err)) < 0)
 		return k;
 	if ((k = state_slot_set(in->st, p->slot, "good", p->release, m, p->manifest, p->manifest_len)) < 0 ||

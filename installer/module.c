@@ -332,7 +332,6 @@ static int commit(struct mod *md, const struct state_install *p, bool run_health
 		  struct perr *err)
 {
 	_cleanup_(manifest_freep) struct manifest *m = NULL;
-	struct state *st = installer_state(md->in);
 	struct hook_ctx h;
 	struct perr e = { "" };
 	char why[STATE_DETAIL_MAX];
@@ -358,8 +357,8 @@ static int commit(struct mod *md, const struct state_install *p, bool run_health
 	if ((k = manifest_parse(p->manifest, p->manifest_len, &m, err)) < 0)
 		return k;
 	/* the floors first: once committed, nothing older may come back */
-	if ((k = state_floor_raise(st, md->floor, p->counter)) < 0 || (k = state_floor_raise(st, "time", m->created)) < 0)
-		return perr_set(err, k, "state: raising the floors failed: %s", strerror(-k));
+	if ((k = install_commit_floors(md->in, md->floor, p->counter, m, err)) < 0)
+		return k;
 	if ((k = mod_find(md, &e)) < 0 || (k = mod_call(md, "Commit", NULL, &e)) < 0) {
 		snprintf(why, sizeof(why), "%s", e.msg);
 		return undo(md, p, why, true, res, err);

@@ -152,4 +152,24 @@ else
 	fi
 fi
 
+# --- keyrings: --trust is for one install; floors move at a commit ----------------
+"$SHOAL" keygen -o other >/dev/null 2>&1
+"$SHOAL" keygen -o rel >/dev/null 2>&1
+"$SHOAL" keyring create --root other.key --add rel.pub --version 5 -o kr-other.shoal >/dev/null 2>&1
+"$SHOAL" keyring create --root root.key --add rel.pub --version 7 -o kr-root.shoal >/dev/null 2>&1
+"$SHOAL" release create --image v2.img --product acme --version 2 --counter 2 --key rel.key --keyring kr-other.shoal -o rko >/dev/null 2>&1
+"$SHOAL" release create --image v2.img --product acme --version 2 --counter 2 --key rel.key --keyring kr-root.shoal -o rkr >/dev/null 2>&1
+"$SHOAL" release create --image v2.img --product acme --version 2b --counter 2 --key rel.key -o rkn >/dev/null 2>&1
+mkdev kr
+expect_exit 3 "a release whose keyring only another root signed is refused" sh_ kr install rko
+expect_exit 0 "... and installs with --trust other.pub" sh_ kr install --trust other.pub rko
+check "... without raising the keyring floor or keeping that keyring" status_is kr '.system.floors.keyring == 0'
+expect_exit 0 "... cancelled" sh_ kr rollback
+expect_exit 3 "... the --trust keyring does not vouch for a later release without one" sh_ kr install rkn
+expect_exit 0 "a keyring signed by [system] trust installs" sh_ kr install rkr
+check "... its floor waits for the commit" status_is kr '.system.floors.keyring == 0'
+sh_ kr boot-sim >/dev/null
+expect_exit 0 "... boot-check commits" sh_ kr boot-check
+check "... and raises the keyring floor to 7" status_is kr '.system.floors.keyring == 7 and .system.floors.counter == 2'
+
 done_testing
