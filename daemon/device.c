@@ -294,6 +294,16 @@ int device_reboot_now(struct daemon *d, struct perr *err)
 
 /* ---- serving what the slots hold ---- */
 
+/* Refused on its signed body, as the installer keys the refused list. */
+static bool slot_refused(struct state *st, const struct state_slot *s)
+{
+	_cleanup_(manifest_freep) struct manifest *m = NULL;
+
+	if (manifest_parse(s->manifest, s->manifest_len, &m, NULL) < 0)
+		m = NULL;
+	return state_refused(st, s->release, m, NULL, 0) != 0;
+}
+
 void device_start(struct daemon *d)
 {
 	struct device *dev = d->dev;
@@ -309,7 +319,7 @@ void device_start(struct daemon *d)
 			continue;
 		if (s.has_release && s.manifest &&
 		    (!strcmp(s.state, "good") || !strcmp(s.state, "installed") || !strcmp(s.state, "trial")) &&
-		    state_refused(d->st, s.release, NULL, 0) == 0) {
+		    !slot_refused(d->st, &s)) {
 			fd = open(dev->sc->slots[i].device, O_RDONLY | O_CLOEXEC);
 			if (fd < 0)
 				log_warn("slot %s (%s): %s; its release is not served", dev->sc->slots[i].bootname,

@@ -583,7 +583,7 @@ static bool refused(struct swarm *sw, const uint8_t id[HASH_SIZE])
 {
 	if (refused_here(sw, id))
 		return true;
-	if (state_refused(sw->d->st, id, NULL, 0) == 1) {
+	if (state_refused(sw->d->st, id, NULL, NULL, 0) == 1) {
 		refuse(sw, id);
 		return true;
 	}
@@ -970,7 +970,8 @@ static void manifest_received(struct peer *p)
 	}
 	if ((k = manifest_parse(p->mbuf, p->mtotal, &m, &err)) < 0)
 		goto refuse;
-	if (refused(sw, id)) {
+	/* by its signed body too: signatures added since do not make it new */
+	if (refused(sw, id) || state_refused(sw->d->st, id, m, NULL, 0) == 1) {
 		k = perr_set(&err, -EPERM, "release %s is refused on this device (rolled back before)", m->version);
 		goto refuse;
 	}

@@ -44,6 +44,9 @@ int install_verify(struct installer *in, struct release *r, const uint8_t id[HAS
 int install_commit_floors(struct installer *in, const char *counter_floor, uint64_t counter, const struct manifest *m,
 			  struct perr *err);
 
+/* Refuses p's release for good, on its signed body (state_refusal_key). */
+int install_refuse(struct installer *in, const struct state_install *p, const char *why, struct perr *err);
+
 /* The SHOAL_* environment of hooks and health checks for an install that
  * has no slot (SHOAL_SLOT and friends empty). */
 void install_hook_env(struct installer *in, struct hook_ctx *h, const uint8_t id[HASH_SIZE], const char *version,

@@ -487,7 +487,7 @@ int install_verify(struct installer *in, struct release *r, const uint8_t id[HAS
 	if (!counter_floor && strcmp(r->manifest->payload_type, PAYLOAD_AB_IMAGE) != 0)
 		return perr_set(err, -EPERM, "payload type '%s' is not an A/B image (it needs an update module)",
 				r->manifest->payload_type);
-	if ((k = state_refused(in->st, id, reason, sizeof(reason))) < 0)
+	if ((k = state_refused(in->st, id, r->manifest, reason, sizeof(reason))) < 0)
 		return perr_set(err, k, "state: %s", strerror(-k));
 	if (k == 1)
 		return perr_set(err, -EPERM, "release %s (counter %" PRIu64 ") is refused on this device: %s",
@@ -1134,6 +1134,18 @@ static int health_checks(struct installer *in, const struct hook_ctx *h, struct 
 	return k < 0 ? k : 0;
 }
 
+int install_refuse(struct installer *in, const struct state_install *p, const char *why, struct perr *err)
+{
+	_cleanup_(manifest_freep) struct manifest *m = NULL;
+	int k;
+
+	if (manifest_parse(p->manifest, p->manifest_len, &m, NULL) < 0)
+		m = NULL; /* keyed on the id then: still refused as it is */
+	if ((k = state_refuse(in->st, p->release, m, p->version, p->counter, why)) < 0)
+		return perr_set(err, k, "state: %s", strerror(-k));
+	return 0;
+}
+
 /* Switches back to the other slot and refuses the release. */
 static int roll_back(struct installer *in, const struct state_install *p, int reboot, const char *why,
 		     struct boot_check_result *res, struct perr *err)
@@ -1145,8 +1157,8 @@ static int roll_back(struct installer *in, const struct state_install *p, int re
 	say(in, LOG_WARNING, "rolling back %s: %s", p->version, why);
 	if (strcmp(p->phase, install_phase_name(PHASE_ROLLBACK)) != 0 && (k = enter(in, PHASE_ROLLBACK, NULL, err)) < 0)
 		return k;
-	if ((k = state_refuse(in->st, p->release, p->version, p->counter, why)) < 0)
-		return perr_set(err, k, "state: %s", strerror(-k));
+	if ((k = install_refuse(in, p, why, err)) < 0)
+		return k;
 	if ((k = bootloader_mark_bad(in->bl, p->slot, err)) < 0)
 		return k;
 	state_slot_set_state(in->st, p->slot, "bad");
@@ -1214,8 +1226,8 @@ static int fell_back(struct installer *in, const struct state_install *p, struct
 	snprintf(why, sizeof(why), "slot %s did not complete a boot: the bootloader fell back to slot %s",
 		 in->sc->slots[p->slot].bootname, in->sc->slots[res->booted].bootname);
 	say(in, LOG_WARNING, "%s %s", p->version, why);
-	if ((k = state_refuse(in->st, p->release, p->version, p->counter, why)) < 0)
-		return perr_set(err, k, "state: %s", strerror(-k));
+	if ((k = install_refuse(in, p, why, err)) < 0)
+		return k;
 	/* leave no trial behind, whatever the bootloader did */
 	if ((k = bootloader_mark_bad(in->bl, p->slot, err)) < 0)
 		return k;

@@ -297,8 +297,8 @@ static int undo(struct mod *md, const struct state_install *p, const char *why, 
 
 	install_say(md->in, LOG_WARNING, "undoing %s %s: %s", md->type, p->version, why);
 	install_report(res, "%s\n", why);
-	if (refuse && (k = state_refuse(installer_state(md->in), p->release, p->version, p->counter, why)) < 0)
-		return perr_set(err, k, "state: %s", strerror(-k));
+	if (refuse && (k = install_refuse(md->in, p, why, err)) < 0)
+		return k;
 	if (strcmp(p->phase, PH_FAILURE) != 0) {
 		if (strcmp(p->phase, PH_ROLLBACK) != 0 && (k = install_enter(md->in, PH_ROLLBACK, NULL, err)) < 0)
 			return k;

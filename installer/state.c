@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <limits.h>
 #include <stdio.h>
+#include <sodium.h>
 #include <sys/stat.h>
 
 #include "state.h"
@@ -743,17 +744,27 @@ int state_slot_get(struct state *st, int slot, struct state_slot *ret)
 	return k;
 }
 
-int state_refuse(struct state *st, const uint8_t id[HASH_SIZE], const char *version, uint64_t counter,
-		 const char *reason)
+void state_refusal_key(const struct manifest *m, const uint8_t id[HASH_SIZE], uint8_t key[HASH_SIZE])
 {
+	if (m && m->signed_bytes)
+		crypto_generichash(key, HASH_SIZE, m->signed_bytes, m->signed_len, NULL, 0);
+	else
+		memcpy(key, id, HASH_SIZE);
+}
+
+int state_refuse(struct state *st, const uint8_t id[HASH_SIZE], const struct manifest *m, const char *version,
+		 uint64_t counter, const char *reason)
+{
+	uint8_t key[HASH_SIZE];
 	sqlite3_stmt *s;
 	int k;
 
+	state_refusal_key(m, id, key);
 	if ((k = durable_begin(st)) < 0)
 		return k;
 	if ((k = prepare(st, "INSERT OR IGNORE INTO refused (release, version, counter, reason) VALUES (?, ?, ?, ?)",
 			 &s)) == 0) {
-		sqlite3_bind_blob(s, 1, id, HASH_SIZE, SQLITE_STATIC);
+		sqlite3_bind_blob(s, 1, key, HASH_SIZE, SQLITE_STATIC);
 		sqlite3_bind_text(s, 2, version, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(s, 3, (sqlite3_int64)counter);
 		sqlite3_bind_text(s, 4, reason, -1, SQLITE_STATIC);
@@ -768,14 +779,14 @@ int state_refuse(struct state *st, const uint8_t id[HASH_SIZE], const char *vers
 	return durable_end(st, k);
 }
 
-int state_refused(struct state *st, const uint8_t id[HASH_SIZE], char *reason, size_t size)
+static int refused_row(struct state *st, const uint8_t key[HASH_SIZE], char *reason, size_t size)
 {
 	sqlite3_stmt *s;
 	int rc, k;
 
 	if ((k = prepare(st, "SELECT reason, at FROM refused WHERE release = ?", &s)) < 0)
 		return k;
-	sqlite3_bind_blob(s, 1, id, HASH_SIZE, SQLITE_STATIC);
+	sqlite3_bind_blob(s, 1, key, HASH_SIZE, SQLITE_STATIC);
 	rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW) {
 		if (reason && size)
@@ -786,6 +797,17 @@ int state_refused(struct state *st, const uint8_t id[HASH_SIZE], char *reason, s
 	}
 	sqlite3_finalize(s);
 	return k;
+}
+
+int state_refused(struct state *st, const uint8_t id[HASH_SIZE], const struct manifest *m, char *reason, size_t size)
+{
+	uint8_t key[HASH_SIZE];
+	int k;
+
+	state_refusal_key(m, id, key);
+	if ((k = refused_row(st, key, reason, size)) != 0 || !m)
+		return k;
+	return refused_row(st, id, reason, size); /* a row from before the refused list was keyed on the body */
 }
 
 int state_event_foreach(struct state *st, size_t limit, int (*cb)(void *ud, const struct state_event *e), void *ud)

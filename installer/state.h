@@ -130,11 +130,19 @@ int state_slot_set_state(struct state *st, int slot, const char *state);
 /* -ENOENT when the slot has no record. */
 int state_slot_get(struct state *st, int slot, struct state_slot *ret);
 
-/* Refuses a release from then on (rolled back, fell back), durably. */
-int state_refuse(struct state *st, const uint8_t id[HASH_SIZE], const char *version, uint64_t counter,
-		 const char *reason);
-/* 1 when refused (reason copied into buf), 0 when not, or a negative errno. */
-int state_refused(struct state *st, const uint8_t id[HASH_SIZE], char *reason, size_t size);
+/* What the refused list is keyed on: the hash of m's signed body, so that
+ * the same release with a signature added or dropped (a new manifest id)
+ * stays refused. id (the whole manifest's hash) when m is NULL. */
+void state_refusal_key(const struct manifest *m, const uint8_t id[HASH_SIZE], uint8_t key[HASH_SIZE]);
+/* Refuses a release from then on (rolled back, fell back), durably: id is
+ * its manifest's hash, m the parsed manifest (NULL: keyed on id). */
+int state_refuse(struct state *st, const uint8_t id[HASH_SIZE], const struct manifest *m, const char *version,
+		 uint64_t counter, const char *reason);
+/* 1 when refused (reason copied into buf), 0 when not, or a negative errno.
+ * With m: by its signed body (and by id, as rows older than that were
+ * keyed); without (a peer's advert, no manifest yet): by id only, so the
+ * manifest must be checked again once it arrives. */
+int state_refused(struct state *st, const uint8_t id[HASH_SIZE], const struct manifest *m, char *reason, size_t size);
 
 /* The install history, newest first; at most limit events. */
 struct state_event {

@@ -172,4 +172,20 @@ sh_ kr boot-sim >/dev/null
 expect_exit 0 "... boot-check commits" sh_ kr boot-check
 check "... and raises the keyring floor to 7" status_is kr '.system.floors.keyring == 7 and .system.floors.counter == 2'
 
+# --- a refused release stays refused with a signature added ------------------------
+"$SHOAL" release create --image v2.img --product acme --version 2 --counter 2 --key root.key --key other.key \
+	--created @1700000000 -o r2x >/dev/null 2>&1
+check "v2 signed once more is another manifest of the same signed body" sh -c "! cmp -s r2/manifest.shoal r2x/manifest.shoal && test \$(stat -c %s r2x/manifest.shoal) -gt \$(stat -c %s r2/manifest.shoal)"
+mkdev rf
+printf '#!/bin/sh\necho "no network"\nexit 1\n' >"$T/rf/health/50-net"
+chmod +x "$T/rf/health/50-net"
+sh_ rf install r2 >/dev/null 2>&1
+sh_ rf boot-sim >/dev/null
+expect_exit 5 "v2 fails its health check: rolled back" sh_ rf boot-check
+sh_ rf boot-sim >/dev/null
+rm "$T/rf/health/50-net"
+expect_exit 4 "v2 with an extra signature is still refused" sh_ rf install r2x
+output_has "... naming the first refusal" "refused on this device: .*no network"
+check "... slot B was not written again" status_is rf '.system.slots[1].state == "bad" and (.system | has("pending") | not)'
+
 done_testing
