@@ -1174,6 +1174,11 @@ static int roll_back(struct installer *in, const struct state_install *p, int re
 	return 0;
 }
 
+/* Health checks and commit hooks, then the point of no return: the phase
+ * commit is recorded only once they agreed. An install found in phase
+ * commit is only finished (floors, bootloader, slot good), whatever the
+ * checks would say now: its floors may be raised already, and a rollback
+ * then would leave a slot below them. */
 static int commit(struct installer *in, const struct state_install *p, int reboot, bool run_health,
 		  struct boot_check_result *res, struct perr *err)
 {
@@ -1182,22 +1187,26 @@ static int commit(struct installer *in, const struct state_install *p, int reboo
 	struct perr e = { "" };
 	int k;
 
-	hook_env(in, &h, p->release, p->version, p->counter, p->slot, PHASE_HEALTH, p->source);
-	if (run_health) {
-		if ((k = enter(in, PHASE_HEALTH, NULL, err)) < 0)
-			return k;
-		if ((k = health_checks(in, &h, res, &e)) < 0)
-			return roll_back(in, p, reboot, e.msg, res, err);
-	}
-	if ((k = enter(in, PHASE_COMMIT, NULL, err)) < 0)
-		return k;
-	hook_env(in, &h, p->release, p->version, p->counter, p->slot, PHASE_COMMIT, p->source);
-	if ((k = run_hooks(in, "commit", &h, res->report + strlen(res->report), sizeof(res->report) - strlen(res->report),
-			   &e)) < 0) {
-		char why[300];
+	if (install_phase_from_name(p->phase) != PHASE_COMMIT) {
+		hook_env(in, &h, p->release, p->version, p->counter, p->slot, PHASE_HEALTH, p->source);
+		if (run_health) {
+			if ((k = enter(in, PHASE_HEALTH, NULL, err)) < 0)
+				return k;
+			if ((k = health_checks(in, &h, res, &e)) < 0)
+				return roll_back(in, p, reboot, e.msg, res, err);
+		}
+		hook_env(in, &h, p->release, p->version, p->counter, p->slot, PHASE_COMMIT, p->source);
+		if ((k = run_hooks(in, "commit", &h, res->report + strlen(res->report),
+				   sizeof(res->report) - strlen(res->report), &e)) < 0) {
+			char why[300];
 
-		snprintf(why, sizeof(why), "commit hook: %s", e.msg);
-		return roll_back(in, p, reboot, why, res, err);
+			snprintf(why, sizeof(why), "commit hook: %s", e.msg);
+			return roll_back(in, p, reboot, why, res, err);
+		}
+		if ((k = enter(in, PHASE_COMMIT, NULL, err)) < 0)
+			return k;
+	} else {
+		install_report(res, "commit of %s resumed: checks and hooks had agreed\n", p->version);
 	}
 	if ((k = manifest_parse(p->manifest, p->manifest_len, &m, err)) < 0)
 		return k;
@@ -1212,6 +1221,19 @@ static int commit(struct installer *in, const struct state_install *p, int reboo
 	res->outcome = BOOT_CHECK_COMMITTED;
 	say(in, LOG_NOTICE, "committed %s in slot %s", p->version, in->sc->slots[p->slot].bootname);
 	return 0;
+}
+
+/* The operator asked to go back while a commit was under way: finish it. */
+static int commit_instead(struct installer *in, const struct state_install *p, struct boot_check_result *res,
+			  struct perr *err)
+{
+	int k = commit(in, p, REBOOT_NONE, false, res, err);
+
+	if (k < 0)
+		return k;
+	return perr_set(err, -EBUSY, "the commit of %s had begun (its floors may be raised): it was finished, not "
+			"rolled back; 'shoal rollback' again goes back to the other slot if it holds a good release",
+			p->version);
 }
 
 /* The bootloader went back to the old slot without our word. */
@@ -1310,6 +1332,10 @@ int installer_boot_check(struct installer *in, int reboot, struct boot_check_res
 		k = roll_back(in, &p, reboot, "rollback resumed after an interruption", res, err);
 		goto out;
 	}
+	if (ph == PHASE_COMMIT) {
+		k = commit(in, &p, reboot, false, res, err);
+		goto out;
+	}
 	if (!strcmp(boot_id, p.boot_id) && booted != p.slot) {
 		res->outcome = BOOT_CHECK_REBOOT_PENDING;
 		k = 0;
@@ -1339,6 +1365,8 @@ static int judge_trial(struct installer *in, bool good, int reboot, struct boot_
 			     good ? "good" : "bad", good ? "" : " (see 'shoal rollback')");
 	else if (k == 0 && good)
 		k = commit(in, &p, REBOOT_NONE, false, res, err);
+	else if (k == 0 && install_phase_from_name(p.phase) == PHASE_COMMIT)
+		k = commit_instead(in, &p, res, err);
 	else if (k == 0)
 		k = roll_back(in, &p, reboot, "marked bad by the operator", res, err);
 	free(p.manifest);
@@ -1370,7 +1398,9 @@ int installer_rollback(struct installer *in, int reboot, struct boot_check_resul
 	if (k == 0) {
 		enum install_phase ph = install_phase_from_name(p.phase);
 
-		if (ph == PHASE_ROLLBACK) {
+		if (ph == PHASE_COMMIT) {
+			k = commit_instead(in, &p, res, err);
+		} else if (ph == PHASE_ROLLBACK) {
 			k = roll_back(in, &p, reboot, "rollback resumed after an interruption", res, err);
 		} else if (booted == p.slot && ph >= PHASE_REBOOT_PENDING) {
 			k = roll_back(in, &p, reboot, "rolled back by the operator", res, err);

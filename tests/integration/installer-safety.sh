@@ -188,4 +188,18 @@ expect_exit 4 "v2 with an extra signature is still refused" sh_ rf install r2x
 output_has "... naming the first refusal" "refused on this device: .*no network"
 check "... slot B was not written again" status_is rf '.system.slots[1].state == "bad" and (.system | has("pending") | not)'
 
+# --- past the point of no return, boot-check only finishes the commit --------------
+mkdev cm
+printf '#!/bin/sh\necho "$SHOAL_VERSION" >>%s/commit.log\n' "$T/cm" >"$T/cm/hooks/commit.d/10-log"
+chmod +x "$T/cm/hooks/commit.d/10-log"
+sh_ cm install r2 >/dev/null 2>&1
+sh_ cm boot-sim >/dev/null
+expect_exit 137 "boot-check killed once the commit began" env SHOAL_INSTALLER_CRASH_AT=commit "$SHOAL" --system-conf "$T/cm/system.conf" boot-check
+printf '#!/bin/sh\necho "flaky sensor"\nexit 1\n' >"$T/cm/health/50-sensor"
+chmod +x "$T/cm/health/50-sensor"
+expect_exit 0 "boot-check again finishes the commit, whatever a health check says now" sh_ cm boot-check
+output_has "... and says so" "commit of 2 resumed"
+check "... v2 good in B, floor 2, no trial" status_is cm '.system.slots[1].state == "good" and .system.floors.counter == 2 and .system.bootloader_env.trial == false'
+check "... the commit hooks ran once" test "$(wc -l <"$T/cm/commit.log")" = 1
+
 done_testing
