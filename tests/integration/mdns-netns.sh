@@ -47,14 +47,6 @@ all_devices() { # CMD ARGS...: "CMD devI ARGS..." holds for dev1..dev4
 	local i
 	for i in 1 2 3 4; do "$1" "dev$i" "${@:2}" || return 1; done
 }
-# bail_out_if_failed SINCE WHY: ends the test when a check failed since the
-# count SINCE and nothing later could pass, rather than wait out every bound
-bail_out_if_failed() {
-	[ "$TAP_FAILED" = "$1" ] && return 0
-	tail -n 3 ./*.log 2>/dev/null | sed 's/^/# /'
-	echo "Bail out! $2"
-	exit 1
-}
 
 "$GEN" --seed 41 --size $((16 << 20)) --kind mixed -o v2.img
 check "the release is made" "$SHOAL" release create --image v2.img --product demo --version 2.0 --counter 2 \
@@ -162,19 +154,7 @@ echo "# the gateway saw: $(grep -c "dev1 (.*went away" gw.log) goodbye(s) and $(
 
 # Every shoald stops cleanly (exit 0, no leak report under ASan), then
 # the LAN goes with everything in it.
-stopped_ok=0
-for name in gw dev1 dev2 dev3 dev4 dev5 stranger; do
-	kill -TERM "${PID_OF[$name]}"
-done
-for name in gw dev1 dev2 dev3 dev4 dev5 stranger; do
-	if wait "${PID_OF[$name]}"; then
-		stopped_ok=$((stopped_ok + 1))
-	else
-		echo "# $name exited with $?:"
-		tail -5 "$T/$name.log" | sed 's/^/#   /'
-	fi
-done
-check "all 7 daemons stop cleanly on SIGTERM" test "$stopped_ok" = 7
+check "all 7 daemons stop cleanly on SIGTERM" stop_in gw dev1 dev2 dev3 dev4 dev5 stranger
 lan_down
 check "no process is left in the test's namespaces" test -z "$(lan_leftovers)"
 check "no process the test started is left" test -z "$(lan_pids)"

@@ -84,3 +84,18 @@ start_in() {
 	done
 	return 1
 }
+
+# stop_in NAME...: SIGTERM to each shoald start_in started, then waits for
+# them all; true when every one exited 0 (no leak report under ASan); says
+# which did not, with the end of its log.
+stop_in() {
+	local name rc=0
+	for name in "$@"; do kill -TERM "${PID_OF[$name]}"; done
+	for name in "$@"; do
+		wait "${PID_OF[$name]}" && continue
+		echo "$name exited with $?:"
+		tail -5 "$T/$name.log" | sed 's/^/  /'
+		rc=1
+	done
+	return $rc
+}
