@@ -33,10 +33,32 @@ static void child(const char *const *argv, const char *const *env, int out)
 	_exit(127);
 }
 
+/* The program has exited: without reaping it, so that its pid (and so its
+ * process group's id) cannot be reused before the group is killed. */
+static bool exited(pid_t pid)
+{
+	siginfo_t si = { 0 };
+
+	return waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == pid;
+}
+
+static void take_output(struct spawn_result *res, const char *buf, size_t n)
+{
+	size_t room = sizeof(res->output) - 1 - res->output_len, take = n < room ? n : room;
+
+	memcpy(res->output + res->output_len, buf, take);
+	res->output_len += take;
+	res->truncated |= take < n;
+}
+
+/* After the program exits, output still in the pipe is read for this long;
+ * a child it left behind holding the pipe does not make it "time out". */
+#define DRAIN_MS 200
+
 int spawn_run(const char *const *argv, const char *const *env, uint64_t timeout_ms, struct spawn_result *res,
 	      struct perr *err)
 {
-	uint64_t deadline = timeout_ms ? mono_ms() + timeout_ms : 0;
+	uint64_t deadline = timeout_ms ? mono_ms() + timeout_ms : 0, drain_end = 0;
 	int fds[2], wstatus = 0;
 	bool eof = false;
 	pid_t pid;
@@ -56,67 +78,54 @@ int spawn_run(const char *const *argv, const char *const *env, uint64_t timeout_
 		child(argv, env, fds[1]);
 	close(fds[1]);
 	setpgid(pid, pid); /* also here: no race with the child's own call */
-	while (!eof) {
+	for (;;) {
 		struct pollfd p = { .fd = fds[0], .events = POLLIN };
-		int wait_ms = -1, n;
+		uint64_t now = mono_ms(), wait_ms = 50; /* how often to look whether it exited */
+		int n;
 
-		if (deadline) {
-			uint64_t now = mono_ms();
-
-			if (now >= deadline) {
-				res->timed_out = true;
-				break;
-			}
-			wait_ms = (int)(deadline - now > 1000 ? 1000 : deadline - now);
-		}
-		n = poll(&p, 1, wait_ms);
-		if (n < 0 && errno != EINTR)
+		if (!drain_end && exited(pid))
+			drain_end = now + DRAIN_MS;
+		if (drain_end && (eof || now >= drain_end))
 			break;
+		if (!drain_end && deadline && now >= deadline) {
+			res->timed_out = true;
+			break;
+		}
+		if (drain_end && drain_end - now < wait_ms)
+			wait_ms = drain_end - now;
+		else if (!drain_end && deadline && deadline - now < wait_ms)
+			wait_ms = deadline - now;
+		if (eof) { /* output closed; the program may still run */
+			usleep((useconds_t)wait_ms * 1000);
+			continue;
+		}
+		n = poll(&p, 1, (int)wait_ms);
+		if (n < 0 && errno != EINTR) {
+			eof = true;
+			continue;
+		}
 		if (n > 0) {
 			char buf[4096];
 			ssize_t r = read(fds[0], buf, sizeof(buf));
 
 			if (r < 0 && errno == EINTR)
 				continue;
-			if (r <= 0) {
+			if (r <= 0)
 				eof = true;
-				break;
-			}
-			if (res->output_len + 1 < sizeof(res->output)) {
-				size_t take = (size_t)r < sizeof(res->output) - 1 - res->output_len ? (size_t)r : sizeof(res->output) - 1 - res->output_len;
-
-				memcpy(res->output + res->output_len, buf, take);
-				res->output_len += take;
-				res->truncated |= take < (size_t)r;
-			} else {
+			else if (res->output_len + 1 < sizeof(res->output))
+				take_output(res, buf, (size_t)r);
+			else
 				res->truncated = true;
-			}
 		}
 	}
 	close(fds[0]);
-	/* the output closed; the program may still run until the deadline */
-	while (!res->timed_out) {
-		pid_t w = waitpid(pid, &wstatus, deadline ? WNOHANG : 0);
-
-		if (w == pid)
-			break;
-		if (w < 0 && errno != EINTR)
-			break;
-		if (w == 0) {
-			if (mono_ms() >= deadline)
-				res->timed_out = true;
-			else
-				usleep(10000);
-		}
-	}
-	if (res->timed_out) {
-		kill(-pid, SIGKILL);
-		kill(pid, SIGKILL);
-		while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR)
-			;
-	}
-	/* nothing of the program's process group outlives it */
+	/* nothing of the program's process group outlives it; killed before
+	 * the program is reaped, while its pid is still taken */
 	kill(-pid, SIGKILL);
+	if (res->timed_out)
+		kill(pid, SIGKILL);
+	while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR)
+		;
 	res->output[res->output_len] = '\0';
 	res->status = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 128 + (WIFSIGNALED(wstatus) ? WTERMSIG(wstatus) : 0);
 	return 0;

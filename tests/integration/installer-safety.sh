@@ -202,4 +202,13 @@ output_has "... and says so" "commit of 2 resumed"
 check "... v2 good in B, floor 2, no trial" status_is cm '.system.slots[1].state == "good" and .system.floors.counter == 2 and .system.bootloader_env.trial == false'
 check "... the commit hooks ran once" test "$(wc -l <"$T/cm/commit.log")" = 1
 
+# --- a hook that exits but leaves a child holding its output -----------------------
+mkdev bg
+printf '#!/bin/sh\nsleep 120 &\necho $! >%s/bg.pid\necho "started the helper"\nexit 0\n' "$T/bg" >"$T/bg/hooks/pre-install.d/10-bg"
+chmod +x "$T/bg/hooks/pre-install.d/10-bg"
+expect_exit 0 "a hook that exits 0 leaving a child on its stdout does not time out" sh_ bg install r2
+output_has "... its output is kept" "hook 10-bg: exit 0: started the helper"
+# gone, or a zombie waiting for whatever reaps orphans here
+check "... and the child left behind is gone" sh -c "s=\$(cut -d' ' -f3 /proc/\$(cat '$T/bg/bg.pid')/stat 2>/dev/null); [ -z \"\$s\" ] || [ \"\$s\" = Z ]"
+
 done_testing
