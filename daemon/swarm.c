@@ -2107,6 +2107,11 @@ int swarm_new(struct daemon *d, struct swarm **ret, struct perr *err)
 		return perr_set(err, -ENOMEM, "out of memory");
 	sw->d = d;
 	*ret = sw;
+	/* first: swarm_stop closes them, also after a failure below */
+	uv_timer_init(&d->loop, &sw->serve_timer);
+	sw->serve_timer.data = sw;
+	uv_timer_init(&d->loop, &sw->tick);
+	sw->tick.data = sw;
 	{
 		const char *f = getenv("SHOAL_FAULT");
 
@@ -2158,10 +2163,6 @@ int swarm_new(struct daemon *d, struct swarm **ret, struct perr *err)
 		tbucket_init(&sw->up_all, c->upload_rate, burst_for(c->upload_rate), now);
 		tbucket_init(&sw->down_all, c->download_rate, burst_for(c->download_rate), now);
 	}
-	uv_timer_init(&d->loop, &sw->serve_timer);
-	sw->serve_timer.data = sw;
-	uv_timer_init(&d->loop, &sw->tick);
-	sw->tick.data = sw;
 	uv_timer_start(&sw->tick, tick_cb, 0, TICK_MS);
 	return 0;
 }
