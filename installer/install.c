@@ -92,6 +92,14 @@ static void progress(struct installer *in, enum install_phase p, uint64_t done, 
 		in->o.progress(in->o.ud, p, done, total);
 }
 
+/* A state record that could not be written is said, not dropped: the
+ * flow goes on, the phase record decides what the next run does. */
+static void noted(struct installer *in, int k, const char *what)
+{
+	if (k < 0)
+		say(in, LOG_WARNING, "state: %s failed: %s", what, strerror(-k));
+}
+
 /* The kill sweep's hook: die right after the phase is on disk. */
 void install_crash_point(const char *phase)
 {
@@ -528,8 +536,10 @@ int install_commit_floors(struct installer *in, const char *counter_floor, uint6
 	size_t kl;
 	int k;
 
+	/* the time floor never runs ahead of this clock: a release stamped in
+	 * the future must not expire every later one */
 	if ((k = state_floor_raise(in->st, counter_floor, counter)) < 0 ||
-	    (k = state_floor_raise(in->st, "time", m->created)) < 0)
+	    (k = state_floor_raise(in->st, "time", m->created < now ? m->created : now)) < 0)
 		return perr_set(err, k, "state: raising the floors failed: %s", strerror(-k));
 	/* the keyring floor: the newest stored keyring, when it is the one
 	 * (checked against [system] trust alone) whose keys signed m */
@@ -653,7 +663,7 @@ static int do_reboot(struct installer *in, bool *rebooting, struct perr *err)
 static int abandon(struct installer *in, int k, struct perr *err)
 {
 	say(in, LOG_WARNING, "install abandoned: %s", err->msg);
-	state_install_end(in->st, "abandoned", err->msg);
+	noted(in, state_install_end(in->st, "abandoned", err->msg), "ending the install");
 	return k;
 }
 
@@ -718,7 +728,7 @@ static int switch_to(struct installer *in, const uint8_t id[HASH_SIZE], const st
 		return k;
 	if ((k = bootloader_set_trial(in->bl, target, err)) < 0)
 		return abandon(in, k, err);
-	state_slot_set_state(in->st, target, "trial");
+	noted(in, state_slot_set_state(in->st, target, "trial"), "marking slot trial");
 
 	res->phase = PHASE_REBOOT_PENDING;
 	if ((k = enter(in, PHASE_REBOOT_PENDING, NULL, err)) < 0)
@@ -780,7 +790,7 @@ int installer_install(struct installer *in, const char *source, int reboot, stru
 		resume = !memcmp(old.release, id, HASH_SIZE) && old.slot == target && op >= PHASE_WRITE;
 		if (!resume) {
 			say(in, LOG_NOTICE, "an interrupted install of %s (phase %s) is abandoned", old.version, old.phase);
-			state_install_end(in->st, "abandoned", "replaced by a new install");
+			noted(in, state_install_end(in->st, "abandoned", "replaced by a new install"), "ending the install");
 		}
 	} else if (k != -ENOENT) {
 		return perr_set(err, k, "state: %s", strerror(-k));
@@ -879,7 +889,7 @@ int installer_fetch_target(struct installer *in, bool claim, int *ret_slot, uint
 	if (k == 0) {
 		say(in, LOG_NOTICE, "an interrupted install of %s (phase %s) is abandoned: slot %s is fetched into",
 		    p.version, p.phase, in->sc->slots[target].bootname);
-		state_install_end(in->st, "abandoned", "its slot is fetched into");
+		noted(in, state_install_end(in->st, "abandoned", "its slot is fetched into"), "ending the install");
 	}
 	/* a rolled-back slot is not made primary again: reboot out of it first */
 	if (state_slot_get(in->st, active, &ts) == 0 && !strcmp(ts.state, "bad")) {
@@ -954,7 +964,7 @@ int installer_fetched_begin(struct installer *in, const struct installer_fetched
 		return perr_set(err, -EBUSY, "the install of %s is pending (phase %s)", old.version, old.phase);
 	if (k == 0 && memcmp(old.release, id, HASH_SIZE) != 0) {
 		say(in, LOG_NOTICE, "an interrupted install of %s (phase %s) is abandoned", old.version, old.phase);
-		state_install_end(in->st, "abandoned", "replaced by a new install");
+		noted(in, state_install_end(in->st, "abandoned", "replaced by a new install"), "ending the install");
 	} else if (k < 0 && k != -ENOENT) {
 		return perr_set(err, k, "state: %s", strerror(-k));
 	}
@@ -1161,7 +1171,7 @@ static int roll_back(struct installer *in, const struct state_install *p, int re
 		return k;
 	if ((k = bootloader_mark_bad(in->bl, p->slot, err)) < 0)
 		return k;
-	state_slot_set_state(in->st, p->slot, "bad");
+	noted(in, state_slot_set_state(in->st, p->slot, "bad"), "marking slot bad");
 	hook_env(in, &h, p->release, p->version, p->counter, p->slot, PHASE_ROLLBACK, p->source);
 	if (run_hooks(in, "rollback", &h, res->report + strlen(res->report), sizeof(res->report) - strlen(res->report),
 		      &e) < 0)
@@ -1253,7 +1263,7 @@ static int fell_back(struct installer *in, const struct state_install *p, struct
 	/* leave no trial behind, whatever the bootloader did */
 	if ((k = bootloader_mark_bad(in->bl, p->slot, err)) < 0)
 		return k;
-	state_slot_set_state(in->st, p->slot, "bad");
+	noted(in, state_slot_set_state(in->st, p->slot, "bad"), "marking slot bad");
 	hook_env(in, &h, p->release, p->version, p->counter, p->slot, PHASE_ROLLBACK, p->source);
 	if (run_hooks(in, "rollback", &h, res->report, sizeof(res->report), &e) < 0)
 		say(in, LOG_WARNING, "rollback hook: %s", e.msg);
@@ -1412,7 +1422,7 @@ int installer_rollback(struct installer *in, int reboot, struct boot_check_resul
 			/* not booted yet: cancel the trial; the release did nothing wrong */
 			if (ph >= PHASE_MARK_TRIAL && (k = bootloader_commit(in->bl, booted, err)) < 0)
 				goto out;
-			state_slot_set_state(in->st, p.slot, "installed");
+			noted(in, state_slot_set_state(in->st, p.slot, "installed"), "marking slot installed");
 			k = state_install_end(in->st, "cancelled", "cancelled by the operator before the reboot");
 			res->outcome = BOOT_CHECK_ABANDONED;
 		}

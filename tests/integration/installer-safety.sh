@@ -211,4 +211,12 @@ output_has "... its output is kept" "hook 10-bg: exit 0: started the helper"
 # gone, or a zombie waiting for whatever reaps orphans here
 check "... and the child left behind is gone" sh -c "s=\$(cut -d' ' -f3 /proc/\$(cat '$T/bg/bg.pid')/stat 2>/dev/null); [ -z \"\$s\" ] || [ \"\$s\" = Z ]"
 
+# --- the time floor never runs ahead of the clock -----------------------------------
+"$SHOAL" release create --image v2.img --product acme --version 2f --counter 2 --key root.key --created 2090-01-01 -o r2f >/dev/null 2>&1
+"$SHOAL" release create --image v3.img --product acme --version 3e --counter 3 --key root.key --expires +30d -o r3e >/dev/null 2>&1
+mkdev tf
+install_commit tf r2f
+check "a release stamped in 2090 commits, the time floor stays at the clock" status_is tf ".system.floors.counter == 2 and .system.floors.time <= $(date +%s) + 60"
+expect_exit 0 "... and a release expiring in 30 days still installs" sh_ tf install r3e
+
 done_testing
