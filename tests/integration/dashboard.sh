@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # The gateway's dashboard in headless Chromium (playwright-core from npm,
-# tests/dashboard/package-lock.json): a gateway and four tagged devices on
-# loopback, two of them with an installed release; the page lists the
+# tests/dashboard/package-lock.json): a gateway and six tagged devices on
+# loopback, five of them with an installed release; the page lists the
 # devices by group with their versions and shows a campaign's progress; a
 # screenshot is kept in the build directory (meson-logs/dashboard.png).
 # The API's refusals (no token 401, bad JSON 400) are checked here too.
@@ -36,7 +36,7 @@ fleet_setup
 "$GEN" --seed 71 --size $((2 << 20)) --kind mixed -o v2.img
 "$SHOAL" release create --image v2.img --product demo --version 2.0 --counter 2 --key rel.key --keyring kr -o rel2 >/dev/null
 head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >token
-read -r GP HP P1 P2 P3 P4 <<<"$(free_ports 6)"
+read -r GP HP P1 P2 P3 P4 P5 P6 <<<"$(free_ports 8)"
 API=http://127.0.0.1:$HP
 conf gw gateway "$GP" fleet.key '[gateway]' "store_dir = $T/store" "import = $T/rel2" \
 	"http_listen = 127.0.0.1:$HP" "http_token_file = $T/token"
@@ -54,10 +54,10 @@ db.execute("INSERT OR REPLACE INTO slots (slot, state, release, version, counter
 db.commit()
 PY
 }
-TAGS=("group=a" "group=a" "group=b" "group=b")
-VERS=("1.0" "1.1" "" "1.0")
-PORTS=($P1 $P2 $P3 $P4)
-for i in 1 2 3 4; do
+TAGS=("group=a" "group=a" "group=b" "group=b" "group=a" "group=b")
+VERS=("1.0" "1.1" "" "1.0" "1.0" "1.1")
+PORTS=($P1 $P2 $P3 $P4 $P5 $P6)
+for i in 1 2 3 4 5 6; do
 	conf "dev$i" device "${PORTS[$((i - 1))]}" fleet.key "[daemon]" "tags = ${TAGS[$((i - 1))]}" \
 		"report_interval = 2s" "[discovery]" "gateway = 127.0.0.1:$GP" '[device]' "target = $T/dev$i.img"
 	if [ -n "${VERS[$((i - 1))]}" ]; then
@@ -69,9 +69,9 @@ for i in 1 2 3 4; do
 	start "dev$i"
 done
 devices() { SHOAL_CONTROL_SOCKET="$T/gw.sock" "$SHOAL" devices --json; }
-four() { [ "$(devices | grep -c '"name": "dev')" = 4 ] && [ "$(devices | grep -c '"version": "1\.')" = 3 ]; }
+six() { [ "$(devices | grep -c '"name": "dev')" = 6 ] && [ "$(devices | grep -c '"version": "1\.')" = 5 ]; }
 # (a device's first report, before its slot record, may still be the latest)
-check "four devices report, three with an installed version" wait_for 20 four
+check "six devices report, five with an installed version" wait_for 30 six
 
 code() { curl -s -o "$T/body" -w '%{http_code}' "$@"; }
 check "no token: 401" test "$(code "$API/api/v1/campaigns")" = 401
@@ -81,7 +81,7 @@ check "a campaign over group a" test "$(code -H "Authorization: Bearer $(cat tok
 	-d '{"release": "2.0", "selector": "group=a", "canary_count": 1, "name": "to-2.0"}' "$API/api/v1/campaigns")" = 201
 
 cat >expect.json <<JSON
-{"devices": {"dev1": "1.0", "dev2": "1.1", "dev3": "none", "dev4": "1.0"}, "campaign": 1, "groups": ["group=a", "group=b"]}
+{"devices": {"dev1": "1.0", "dev2": "1.1", "dev3": "none", "dev4": "1.0", "dev5": "1.0", "dev6": "1.1"}, "campaign": 1, "groups": ["group=a", "group=b"]}
 JSON
 mkdir -p "$BUILD/meson-logs"
 NODE_PATH=$NODE_DIR/node_modules CHROMIUM=$CHROMIUM timeout 120 node "$SRC/tests/dashboard/dashboard-test.js" \
