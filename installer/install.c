@@ -726,8 +726,18 @@ static int switch_to(struct installer *in, const uint8_t id[HASH_SIZE], const st
 	res->phase = PHASE_MARK_TRIAL;
 	if ((k = enter(in, PHASE_MARK_TRIAL, boot_id, err)) < 0)
 		return k;
-	if ((k = bootloader_set_trial(in->bl, target, err)) < 0)
-		return abandon(in, k, err);
+	if ((k = bootloader_set_trial(in->bl, target, err)) < 0) {
+		struct perr e = { "" };
+
+		/* the environment may have changed before the error: the running
+		 * slot primary again, or the install stays in mark-trial and
+		 * boot-check reads the environment to settle it */
+		if (bootloader_commit(in->bl, target ? 0 : 1, &e) == 0)
+			return abandon(in, k, err);
+		say(in, LOG_WARNING, "the bootloader could not be put back either (%s): the install stays in phase "
+		    "mark-trial; 'shoal boot-check' settles it", e.msg);
+		return k;
+	}
 	noted(in, state_slot_set_state(in->st, target, "trial"), "marking slot trial");
 
 	res->phase = PHASE_REBOOT_PENDING;
@@ -1295,6 +1305,49 @@ static int pending(struct installer *in, struct state_install *p, int *booted, c
 	return k;
 }
 
+/* No install pending, but the bootloader has a trial set (an install that
+ * ended while the environment switched): a trial of the other slot is
+ * cancelled; a trial of the running slot is committed only when that slot
+ * passed its health checks before ("good"), else the other slot becomes
+ * primary again, as the bootloader itself would do after bootlimit boots. */
+static int stray_trial(struct installer *in, int booted, int reboot, struct boot_check_result *res, struct perr *err)
+{
+	struct state_slot s = { 0 };
+	struct boot_env env;
+	struct perr e = { "" };
+	bool good;
+	int k;
+
+	if (booted < 0 || bootloader_read(in->bl, &env, &e) < 0 || !env.trial || env.primary < 0)
+		return 0;
+	good = state_slot_get(in->st, env.primary, &s) == 0 && !strcmp(s.state, "good");
+	snprintf(res->version, sizeof(res->version), "%s", s.has_release ? s.version : "(not recorded)");
+	free(s.manifest);
+	if (env.primary != booted) {
+		if ((k = bootloader_commit(in->bl, booted, err)) < 0)
+			return k;
+		install_report(res, "a trial of slot %s that no install records was cancelled\n",
+			       in->sc->slots[env.primary].bootname);
+		res->outcome = BOOT_CHECK_ABANDONED;
+		return 0;
+	}
+	if (good) {
+		if ((k = bootloader_commit(in->bl, booted, err)) < 0)
+			return k;
+		install_report(res, "slot %s (good) had a trial set that no install records: cleared\n",
+			       in->sc->slots[booted].bootname);
+		return 0;
+	}
+	if ((k = bootloader_mark_bad(in->bl, booted, err)) < 0)
+		return k;
+	say(in, LOG_WARNING, "slot %s runs on a trial that no install records: slot %s boots next",
+	    in->sc->slots[booted].bootname, in->sc->slots[booted ? 0 : 1].bootname);
+	install_report(res, "slot %s runs on a trial that no install records (it never passed its health checks): "
+		       "slot %s boots next\n", in->sc->slots[booted].bootname, in->sc->slots[booted ? 0 : 1].bootname);
+	res->outcome = BOOT_CHECK_ROLLED_BACK;
+	return install_reboot(in, reboot, &res->rebooting, err);
+}
+
 int installer_boot_check(struct installer *in, int reboot, struct boot_check_result *res, struct perr *err)
 {
 	struct boot_check_result dummy;
@@ -1309,7 +1362,7 @@ int installer_boot_check(struct installer *in, int reboot, struct boot_check_res
 	k = pending(in, &p, &booted, boot_id, sizeof(boot_id), res, err);
 	if (k == -ENOENT) {
 		res->outcome = BOOT_CHECK_NOTHING;
-		return 0;
+		return stray_trial(in, res->booted, reboot, res, err);
 	}
 	if (k < 0)
 		return k;

@@ -219,4 +219,37 @@ install_commit tf r2f
 check "a release stamped in 2090 commits, the time floor stays at the clock" status_is tf ".system.floors.counter == 2 and .system.floors.time <= $(date +%s) + 60"
 expect_exit 0 "... and a release expiring in 30 days still installs" sh_ tf install r3e
 
+# --- a trial in the bootloader that no install records ------------------------------
+mkdev sx
+printf 'shoal_slot=B\nupgrade_available=1\nbootcount=0\nbootlimit=2\n' >"$T/sx/env"
+expect_exit 0 "a stray trial of the other slot: boot-check cancels it" sh_ sx boot-check
+output_has "... and says so" "trial of slot B that no install records was cancelled"
+check "... A primary, no trial" sh -c "grep -qx shoal_slot=A '$T/sx/env' && grep -qx upgrade_available=0 '$T/sx/env'"
+printf 'shoal_slot=B\nupgrade_available=1\nbootcount=0\nbootlimit=2\n' >"$T/sx/env"
+sh_ sx boot-sim >/dev/null
+expect_exit 5 "running B on a trial no install records: boot-check goes back to A" sh_ sx boot-check
+output_has "... and says so" "slot B runs on a trial that no install records"
+check "... A primary, no trial" sh -c "grep -qx shoal_slot=A '$T/sx/env' && grep -qx upgrade_available=0 '$T/sx/env'"
+
+# the bootloader environment cannot be written when the trial is set
+if [ "$(id -u)" = 0 ] && mkdir -p "$T/envfs" && mount -t tmpfs -o size=64k tmpfs "$T/envfs" 2>/dev/null; then
+	MNT=$T/envfs
+	mkdev fs
+	printf 'shoal_slot=A\n' >"$T/envfs/env"
+	sed -i "s|^env = .*|env = $T/envfs/env|" "$T/fs/system.conf"
+	# a post-install hook fills the file system the environment lives on
+	mkdir -p "$T/fs/hooks/post-install.d"
+	printf '#!/bin/sh\nhead -c 100000 /dev/zero >%s/fill 2>/dev/null\nexit 0\n' "$T/envfs" >"$T/fs/hooks/post-install.d/10-fill"
+	chmod +x "$T/fs/hooks/post-install.d/10-fill"
+	expect_exit 1 "set_trial fails (no space for the environment)" sh_ fs install r2
+	check "... the install stays in mark-trial for boot-check" status_is fs '.system.pending.phase == "mark-trial"'
+	rm -f "$T/envfs/fill"
+	expect_exit 0 "... boot-check reads the environment: not switched, abandoned" sh_ fs boot-check
+	output_has "... and says so" "abandoned"
+	check "... A still primary" grep -qx shoal_slot=A "$T/envfs/env"
+	umount "$MNT" && MNT=
+else
+	skip "set_trial failing keeps the install for boot-check" "needs root and tmpfs"
+fi
+
 done_testing
