@@ -62,10 +62,11 @@
  * Every counted op takes one lock (flock on STATE/lock, plus a mutex for the
  * threads of a process), so the counter is global and an op and its undo
  * record are atomic with respect to a cut in another process. The process
- * that reaches K marks STATE/cut, SIGKILLs every other process that did a
+ * that reaches K marks STATE/cut, SIGSTOPs every other process that did a
  * tracked op (they sign in to STATE/pids, with their start time so that a
  * reused pid is left alone), restores the files of every process (the logs
- * live in STATE) and _exit(137)s; a process that had not signed in dies at
+ * live in STATE), SIGKILLs the stopped ones and _exit(137)s: nobody who
+ * waits for one of them sees the files before they are restored; a process that had not signed in dies at
  * its first op. Nothing in the shim runs atexit handlers.
  *
  * Built for the plain build: under ASan the sanitizer runtime must come
@@ -465,7 +466,7 @@ static void sign_in(void)
 	real_close(fd);
 }
 
-static void stop_everyone(void)
+static void signal_everyone(int sig)
 {
 	char p[PATH_MAX];
 	FILE *f;
@@ -477,7 +478,7 @@ static void stop_everyone(void)
 		return;
 	while (fscanf(f, "%d %llu", &pid, &t) == 2)
 		if (pid != getpid() && t && start_time(pid) == t)
-			kill(pid, SIGKILL);
+			kill(pid, sig);
 	real_fclose(f);
 }
 
@@ -1014,12 +1015,16 @@ static _Noreturn void cut(const char *op, const char *path)
 		     path ? path : "-");
 	write_all(fd, line, (size_t)(n > 0 ? n : 0), -1);
 	real_close(fd);
-	stop_everyone();
+	/* Frozen, not killed, while the files are put back: whoever waits
+	 * for one of them (a parent, `setsid -w`) must not look at the files
+	 * before they are restored; a cutter that is a child would race it. */
+	signal_everyone(SIGSTOP);
 	restore_data();
 	restore_dirs();
 	clear_sub("undo");
 	clear_sub("dir");
 	clear_sub("ino");
+	signal_everyone(SIGKILL);
 	if (pc.kill_group)
 		kill(0, SIGKILL);
 	_exit(CUT_EXIT);

@@ -446,6 +446,12 @@ static int spawn_run(const char *base, const char *shim, long at)
 	}
 	if (waitpid(pid, &status, 0) < 0)
 		die("waitpid: %s", strerror(errno));
+	/* The cut may have been made by a child of the run (it took the
+	 * whole group down, the run first): wait until the group is gone, so
+	 * that the cutter has finished restoring the files before they are
+	 * looked at. Bounded: 10 s. */
+	for (int i = 0; i < 1000 && kill(-pid, 0) == 0; i++)
+		usleep(10000);
 	return status;
 }
 
