@@ -14,7 +14,9 @@
 
 #include "bootloader.h"
 
-static char dir[64];
+#define SCRATCH_NAME "boot"
+#include "scratch.h"
+
 
 static void write_text(const char *name, const char *text)
 {
@@ -34,23 +36,6 @@ static char *p(const char *name)
 
 	assert_true(asprintf(&s, "%s/%s", dir, name) > 0);
 	return s;
-}
-
-static int setup(void **state)
-{
-	(void)state;
-	snprintf(dir, sizeof(dir), "/tmp/shoal-boot-XXXXXX");
-	assert_non_null(mkdtemp(dir));
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	char cmd[128];
-
-	(void)state;
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	return system(cmd);
 }
 
 static struct sysconf *make_conf(int kind)

@@ -14,7 +14,9 @@
 
 #include "conf.h"
 
-static char dir[64];
+#define SCRATCH_NAME "conf"
+#include "scratch.h"
+
 
 static void write_text(const char *name, const char *text)
 {
@@ -36,23 +38,6 @@ static int load(const char *name, struct conf *c, struct perr *err)
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
 	assert_int_equal(conf_init(c), 0);
 	return conf_load(c, path, err);
-}
-
-static int setup(void **state)
-{
-	(void)state;
-	snprintf(dir, sizeof(dir), "/tmp/shoal-conf-XXXXXX");
-	assert_non_null(mkdtemp(dir));
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	char cmd[128];
-
-	(void)state;
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	return system(cmd);
 }
 
 static void test_full(void **state)

@@ -12,24 +12,9 @@
 
 #include "state.h"
 
-static char dir[64];
+#define SCRATCH_NAME "state"
+#include "scratch.h"
 
-static int setup(void **state)
-{
-	(void)state;
-	snprintf(dir, sizeof(dir), "/tmp/shoal-state-XXXXXX");
-	assert_non_null(mkdtemp(dir));
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	char cmd[128];
-
-	(void)state;
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	return system(cmd);
-}
 
 static struct state *open_ok(void)
 {

@@ -11,7 +11,9 @@
 
 #include "sysconf.h"
 
-static char dir[64];
+#define SCRATCH_NAME "sysconf"
+#include "scratch.h"
+
 
 static void write_text(const char *name, const char *text)
 {
@@ -31,23 +33,6 @@ static int load(const char *name, struct sysconf **sc, struct perr *err)
 
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
 	return sysconf_load(path, sc, err);
-}
-
-static int setup(void **state)
-{
-	(void)state;
-	snprintf(dir, sizeof(dir), "/tmp/shoal-sysconf-XXXXXX");
-	assert_non_null(mkdtemp(dir));
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	char cmd[128];
-
-	(void)state;
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	return system(cmd);
 }
 
 #define SLOTS "[slot.rootfs.0]\ndevice = /dev/sda2\nbootname = A\n[slot.rootfs.1]\ndevice = /dev/sda3\nbootname = B\n"
