@@ -770,6 +770,18 @@ int state_refuse(struct state *st, const uint8_t id[HASH_SIZE], const struct man
 		sqlite3_bind_text(s, 4, reason, -1, SQLITE_STATIC);
 		k = run(s);
 	}
+	/* and by the id peers advertise it under, so that a device does not
+	 * even fetch the manifest of a release it refused (the row by body
+	 * still catches the same release signed again) */
+	if (k == 0 && memcmp(key, id, HASH_SIZE) &&
+	    (k = prepare(st, "INSERT OR IGNORE INTO refused (release, version, counter, reason) VALUES (?, ?, ?, ?)",
+			 &s)) == 0) {
+		sqlite3_bind_blob(s, 1, id, HASH_SIZE, SQLITE_STATIC);
+		sqlite3_bind_text(s, 2, version, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 3, (sqlite3_int64)counter);
+		sqlite3_bind_text(s, 4, reason, -1, SQLITE_STATIC);
+		k = run(s);
+	}
 	/* the swarm must not fetch it again either */
 	if (k == 0 && (k = prepare(st, "UPDATE releases SET state = ? WHERE id = ?", &s)) == 0) {
 		sqlite3_bind_int(s, 1, REL_REFUSED);

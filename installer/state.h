@@ -140,8 +140,9 @@ int state_refuse(struct state *st, const uint8_t id[HASH_SIZE], const struct man
 		 uint64_t counter, const char *reason);
 /* 1 when refused (reason copied into buf), 0 when not, or a negative errno.
  * With m: by its signed body (and by id, as rows older than that were
- * keyed); without (a peer's advert, no manifest yet): by id only, so the
- * manifest must be checked again once it arrives. */
+ * keyed); without (a peer's advert, no manifest yet): by id only (refusals
+ * are recorded under both), so the manifest must be checked again once it
+ * arrives. */
 int state_refused(struct state *st, const uint8_t id[HASH_SIZE], const struct manifest *m, char *reason, size_t size);
 
 /* The install history, newest first; at most limit events. */

@@ -135,6 +135,7 @@ check "dev3: rebooted into the old slot" wait_for 20 reboots 3 2
 reboot_dev 3
 check "dev3 runs v1 in slot B again" wait_for 20 dstatus 3 '.system.booted == "B" and .system.installed.version == "1"'
 check "dev3 does not take v2 again" wait_for 30 grep -q "refused on this device: not taken" dev3.log
+check "dev3 did not even fetch v2's manifest again" sh -c "! grep -q 'refused: release 2 is refused' dev3.log"
 check "dev3 never fetched v2 after the rollback" sh -c "! grep -q 'fetching 2 straight into' dev3.log"
 
 # the gateway goes; a late device gets v2 from the devices' active slots.
