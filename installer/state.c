@@ -762,21 +762,18 @@ int state_refuse(struct state *st, const uint8_t id[HASH_SIZE], const struct man
 	state_refusal_key(m, id, key);
 	if ((k = durable_begin(st)) < 0)
 		return k;
-	if ((k = prepare(st, "INSERT OR IGNORE INTO refused (release, version, counter, reason) VALUES (?, ?, ?, ?)",
-			 &s)) == 0) {
-		sqlite3_bind_blob(s, 1, key, HASH_SIZE, SQLITE_STATIC);
-		sqlite3_bind_text(s, 2, version, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(s, 3, (sqlite3_int64)counter);
-		sqlite3_bind_text(s, 4, reason, -1, SQLITE_STATIC);
-		k = run(s);
-	}
-	/* and by the id peers advertise it under, so that a device does not
-	 * even fetch the manifest of a release it refused (the row by body
-	 * still catches the same release signed again) */
-	if (k == 0 && memcmp(key, id, HASH_SIZE) &&
-	    (k = prepare(st, "INSERT OR IGNORE INTO refused (release, version, counter, reason) VALUES (?, ?, ?, ?)",
-			 &s)) == 0) {
-		sqlite3_bind_blob(s, 1, id, HASH_SIZE, SQLITE_STATIC);
+	/* by the signed body (the same release signed again is refused too),
+	 * and by the id peers advertise it under, so that a device does not
+	 * even fetch the manifest of a release it refused */
+	for (int i = 0; i < 2 && k == 0; i++) {
+		const uint8_t *row = i ? id : key;
+
+		if (i && !memcmp(key, id, HASH_SIZE))
+			break;
+		if ((k = prepare(st, "INSERT OR IGNORE INTO refused (release, version, counter, reason) "
+				     "VALUES (?, ?, ?, ?)", &s)) < 0)
+			break;
+		sqlite3_bind_blob(s, 1, row, HASH_SIZE, SQLITE_STATIC);
 		sqlite3_bind_text(s, 2, version, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(s, 3, (sqlite3_int64)counter);
 		sqlite3_bind_text(s, 4, reason, -1, SQLITE_STATIC);
