@@ -70,6 +70,10 @@ NETNS_PID=             # the last one
 NETNS_INODES=()        # the namespaces made (inode numbers), for lan_leftovers
 NETNS_EVER=()          # every pid started (holders too), kept after lan_down, for lan_pids
 NETNS_TIMEOUT=${NETNS_TIMEOUT:-20}
+# in the environment of every process this script starts: a namespace's
+# inode number is reused as soon as it is freed (by another test running at
+# the same time, say), so lan_leftovers wants the inode and this mark too
+NETNS_MARK="SHOAL_NETNS_MARK=$$.$RANDOM$RANDOM"
 
 _netns_log() { echo "# netns: $*" >&2; }
 
@@ -136,7 +140,7 @@ _netns_holder() {
 		--uts) nslist+=(uts) ;;
 		esac
 	done
-	unshare "$@" -- tail --pid=$$ -f /dev/null </dev/null >/dev/null 2>&1 &
+	unshare "$@" -- env "$NETNS_MARK" tail --pid=$$ -f /dev/null </dev/null >/dev/null 2>&1 &
 	pid=$!
 	if ! _netns_wait "$NETNS_TIMEOUT" _netns_isolated "$pid" "${nslist[@]}"; then
 		_netns_log "holder $pid never reached its own namespaces (${nslist[*]})"
@@ -153,7 +157,7 @@ _netns_holder() {
 
 _netns_enter_br() { # CMD...: in the lan namespace (network only)
 	_netns_isolated "$NETNS_BR" net || { _netns_log "lan namespace holder is gone"; return 1; }
-	nsenter -t "$NETNS_BR" -n -- "$@"
+	nsenter -t "$NETNS_BR" -n -- env "$NETNS_MARK" "$@"
 }
 
 _netns_host_ok() {
@@ -165,13 +169,13 @@ _netns_host_ok() {
 host_exec() {
 	local i=$1; shift
 	_netns_host_ok "$i" || return 1
-	nsenter -t "${NETNS_HOLDER[$i]}" -n -m -u -- "$@"
+	nsenter -t "${NETNS_HOLDER[$i]}" -n -m -u -- env "$NETNS_MARK" "$@"
 }
 
 host_spawn() {
 	local i=$1 log=$2; shift 2
 	_netns_host_ok "$i" || return 1
-	nsenter -t "${NETNS_HOLDER[$i]}" -n -m -u -- "$@" </dev/null >"$log" 2>&1 &
+	nsenter -t "${NETNS_HOLDER[$i]}" -n -m -u -- env "$NETNS_MARK" "$@" </dev/null >"$log" 2>&1 &
 	NETNS_PID=$!
 	NETNS_SPAWNED+=("$NETNS_PID")
 	NETNS_EVER+=("$NETNS_PID")
@@ -346,7 +350,8 @@ lan_leftovers() {
 	for p in /proc/[0-9]*; do
 		for ino in $(stat -L -c %i "$p/ns/net" "$p/ns/mnt" "$p/ns/uts" 2>/dev/null); do
 			for want in "${NETNS_INODES[@]}"; do
-				[ "$ino" = "$want" ] && echo "${p#/proc/}"
+				[ "$ino" = "$want" ] && tr '\0' '\n' <"$p/environ" 2>/dev/null | grep -qxF "$NETNS_MARK" &&
+					echo "${p#/proc/}"
 			done
 		done
 	done | sort -u
