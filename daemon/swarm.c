@@ -26,6 +26,10 @@
 
 #define TICK_MS 200
 #define SYNC_EVERY_MS 1000
+/* Chunks verified within this long go out in one HAVE to every peer: a
+ * HAVE per chunk cost every device N frames (each sealed, written and
+ * woken for) per chunk, which at 16 devices was most of its CPU. */
+#define HAVE_DELAY_MS 20
 #define DIAL_RETRY_MS 2000
 /* Chunks are handed to a peer's socket just in time: a new one only when
  * less than SERVE_AHEAD bytes wait in our queue and the kernel holds at
@@ -80,6 +84,7 @@ struct fetch {
 	uint64_t started_ms;
 	uint32_t announce[WIRE_HAVE_MAX]; /* verified since the last HAVE */
 	size_t n_announce;
+	bool verifying; /* complete: the target is read back off the loop */
 };
 
 struct dialer {
@@ -121,7 +126,6 @@ struct peer {
 	size_t upq_head, upq_n;
 	bool wants_slot;
 	struct tbucket up;
-	uint8_t rbuf[65536];
 };
 
 struct zcache_entry {
@@ -152,7 +156,8 @@ struct swarm {
 	uint8_t (*root_keys)[PUBKEY_SIZE];
 	struct dialer *dialers;
 	size_t n_dialers, cap_dialers;
-	uv_timer_t tick, serve_timer;
+	uv_timer_t tick, serve_timer, have_timer;
+	uint8_t rbuf[256 << 10]; /* every peer's reads: consumed before the next */
 	struct tbucket up_all, down_all;
 	struct upslots slots;
 	bool stopping;
@@ -647,6 +652,11 @@ static void flush_haves(struct swarm *sw)
 			send_msg(p, &m);
 }
 
+static void have_timer_cb(uv_timer_t *t)
+{
+	flush_haves(t->data);
+}
+
 static void mark_have(struct swarm *sw, uint32_t i)
 {
 	struct fetch *f = sw->fetch;
@@ -658,6 +668,8 @@ static void mark_have(struct swarm *sw, uint32_t i)
 	h->n_have++;
 	if (f->n_announce == ELEMENTSOF(f->announce))
 		flush_haves(sw);
+	if (!f->n_announce && !uv_is_active((uv_handle_t *)&sw->have_timer) && !sw->stopping)
+		uv_timer_start(&sw->have_timer, have_timer_cb, HAVE_DELAY_MS, 0);
 	f->announce[f->n_announce++] = i;
 	if (f->n_pending == f->cap_pending) {
 		size_t cap = f->cap_pending ? f->cap_pending * 2 : 256;
@@ -724,32 +736,36 @@ static int verify_target(struct held *h, struct perr *err)
 	return 0;
 }
 
-static void fetch_complete(struct swarm *sw)
+/* What a fetch into a plain target ends with: the whole image read back
+ * and hashed, in the thread pool, so that the loop goes on serving the
+ * peers that still fetch (at 16 devices on 2 cores, the hash on the loop
+ * held every peer of a finishing device up for a quarter of a second). */
+struct verify_work {
+	uv_work_t w;
+	struct swarm *sw;
+	struct held *h;
+	struct perr err;
+	int k;
+	uint64_t ms;
+};
+
+static void fetch_finish(struct swarm *sw, uint64_t verify_ms)
 {
 	struct fetch *f = sw->fetch;
 	struct held *h = f->h;
-	struct perr err = { "" };
 	struct sched_stats st;
-	char id[17];
+	char hashed[64] = "";
 
-	flush_haves(sw);
-	fetch_sync(sw);
-	flush_counters(sw);
 	sched_get_stats(f->sched, &st);
-	if (h->slot < 0 && verify_target(h, &err) < 0) {
-		log_err("release %s %s: %s; starting over", h->m->version, hex16(h->id, id), err.msg);
-		state_have_clear(sw->d->st, h->id);
-		memset(h->have, 0, (h->m->n_chunks + 7) / 8);
-		h->n_have = 0;
-		return; /* the scheduler is done; a restart refetches (rare: every chunk was verified) */
-	}
 	state_release_set_state(sw->d->st, h->id, REL_COMPLETE);
 	free(h->have);
 	h->have = NULL;
+	if (h->slot < 0)
+		snprintf(hashed, sizeof(hashed), " (read back and hashed in %" PRIu64 " ms)", verify_ms);
 	log_notice("release %s %s (counter %" PRIu64 "): complete and verified%s in %.1f s; %" PRIu64
 		   " bytes from peers, %" PRIu64 " from the gateway, %" PRIu64 " wasted",
 		   h->m->product, h->m->version, h->m->counter,
-		   h->slot < 0 ? "" : " chunk by chunk (the installer checks the whole slot)",
+		   h->slot < 0 ? hashed : " chunk by chunk (the installer checks the whole slot)",
 		   (double)(uv_now(&sw->d->loop) - f->started_ms) / 1000,
 		   st.bytes_from_peers, st.bytes_from_seeds, st.bytes_wasted);
 	fetch_free(f);
@@ -757,6 +773,65 @@ static void fetch_complete(struct swarm *sw)
 	broadcast_releases(sw);
 	if (h->slot >= 0)
 		device_fetched(sw->d, h->id, h->mbytes, h->mlen);
+}
+
+static void verify_work_cb(uv_work_t *w)
+{
+	struct verify_work *v = container_of(w, struct verify_work, w);
+	uint64_t t0 = uv_hrtime();
+
+	v->k = verify_target(v->h, &v->err);
+	v->ms = (uv_hrtime() - t0) / 1000000;
+}
+
+static void verify_after_cb(uv_work_t *w, int status)
+{
+	_cleanup_(freep) struct verify_work *v = container_of(w, struct verify_work, w);
+	struct swarm *sw = v->sw;
+	struct fetch *f = sw->fetch;
+	char id[17];
+
+	f->verifying = false;
+	if (status < 0 || sw->stopping)
+		return; /* every chunk is recorded: the next start checks again */
+	if (v->k < 0) {
+		log_err("release %s %s: %s; starting over", v->h->m->version, hex16(v->h->id, id), v->err.msg);
+		state_have_clear(sw->d->st, v->h->id);
+		memset(v->h->have, 0, (v->h->m->n_chunks + 7) / 8);
+		v->h->n_have = 0;
+		return; /* the scheduler is done; a restart refetches (rare: every chunk was verified) */
+	}
+	fetch_finish(sw, v->ms);
+}
+
+static void fetch_complete(struct swarm *sw)
+{
+	struct fetch *f = sw->fetch;
+	struct verify_work *v;
+	int k;
+
+	if (f->verifying)
+		return;
+	flush_haves(sw);
+	fetch_sync(sw);
+	flush_counters(sw);
+	if (f->h->slot >= 0) {
+		fetch_finish(sw, 0);
+		return;
+	}
+	if (!(v = calloc(1, sizeof(*v)))) {
+		log_err("release %s: out of memory to verify the target; it is checked at the next start", f->h->m->version);
+		return;
+	}
+	v->sw = sw;
+	v->h = f->h;
+	if ((k = uv_queue_work(&sw->d->loop, &v->w, verify_work_cb, verify_after_cb)) < 0) {
+		log_err("release %s: cannot verify the target: %s; it is checked at the next start", f->h->m->version,
+			uv_strerror(k));
+		free(v);
+		return;
+	}
+	f->verifying = true;
 }
 
 /* Local reuse (installer/reuse.c): chunks the device already holds are
@@ -1205,7 +1280,6 @@ static void on_chunk(struct peer *p, const struct msg_chunk *c)
 	}
 	if (c->enc == CHUNK_ENC_ZSTD) /* to forward as it came */
 		zcache_put(&sw->zc, c->id, c->stored, c->stored_len);
-	flush_haves(sw);
 	sched_on_chunk(f->sched, p->sp, first, true, uv_now(&sw->d->loop));
 	if (tbucket_take(&sw->down_all, c->stored_len, uv_now(&sw->d->loop)) < 0)
 		sw->down_all.tokens -= (int64_t)c->stored_len * 1000; /* already here: owe it */
@@ -1690,8 +1764,8 @@ static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 	struct peer *p = container_of((uv_tcp_t *)h, struct peer, tcp);
 
 	(void)hint;
-	buf->base = (char *)p->rbuf;
-	buf->len = sizeof(p->rbuf);
+	buf->base = (char *)p->sw->rbuf;
+	buf->len = sizeof(p->sw->rbuf);
 }
 
 static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
@@ -1706,7 +1780,7 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 		peer_close(p, n == UV_EOF ? "closed by the peer" : uv_strerror((int)n));
 		return;
 	}
-	k = session_feed(p->s, p->rbuf, (size_t)n);
+	k = session_feed(p->s, p->sw->rbuf, (size_t)n);
 	if (k < 0 && !p->closing) {
 		if (k == -EACCES && !p->established)
 			log_info("connection %s: not a member of this fleet (wrong fleet secret)", p->addr);
@@ -2112,6 +2186,8 @@ int swarm_new(struct daemon *d, struct swarm **ret, struct perr *err)
 	sw->serve_timer.data = sw;
 	uv_timer_init(&d->loop, &sw->tick);
 	sw->tick.data = sw;
+	uv_timer_init(&d->loop, &sw->have_timer);
+	sw->have_timer.data = sw;
 	{
 		const char *f = getenv("SHOAL_FAULT");
 
@@ -2184,6 +2260,8 @@ void swarm_stop(struct swarm *sw)
 		uv_close((uv_handle_t *)&sw->tick, NULL);
 	if (!uv_is_closing((uv_handle_t *)&sw->serve_timer))
 		uv_close((uv_handle_t *)&sw->serve_timer, NULL);
+	if (!uv_is_closing((uv_handle_t *)&sw->have_timer))
+		uv_close((uv_handle_t *)&sw->have_timer, NULL);
 }
 
 void swarm_free(struct swarm *sw)

@@ -111,7 +111,7 @@ start dev6
 check "dev6 completes after kill -9 and restart" wait_for 120 is_complete dev6
 check "dev6 holds a byte-identical image" cmp -s dev6.img v2.img
 resumed=$(sed -n 's/.*resuming with [0-9]* of [0-9]* chunks (\([0-9]*\) bytes).*/\1/p' dev6.log)
-after=$(sed -n 's/.*complete and verified in .*; \([0-9]*\) bytes from peers, \([0-9]*\) from the gateway.*/\1 \2/p' dev6.log)
+after=$(sed -n 's/.*complete and verified.* in .*; \([0-9]*\) bytes from peers, \([0-9]*\) from the gateway.*/\1 \2/p' dev6.log)
 size=$(stat -c %s v2.img)
 fetched=$(( $(echo "$after" | awk '{print $1 + $2}') ))
 echo "# dev6: $resumed bytes verified before the kill; $fetched fetched after the restart; image $size"
