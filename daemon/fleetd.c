@@ -1431,7 +1431,7 @@ static void tick_cb(uv_timer_t *t)
 int fleet_new(struct daemon *d, struct fleet **ret, struct perr *err)
 {
 	struct fleet *f = calloc(1, sizeof(*f));
-	int k;
+	int k = 0;
 
 	if (!f)
 		return perr_set(err, -ENOMEM, "out of memory");
