@@ -198,7 +198,7 @@ result() {
 # ---- shoal -----------------------------------------------------------------
 
 run_shoal() { # N
-	local n=$1 i j port=7700 t0 tx0 tx1 sent done=() lines f
+	local n=$1 i j port=7700 t0 tx0 tx1 sent done=() lines f held
 	log "shoal, N=$n: gateway and devices start"
 	export FLEET_LISTEN FLEET_LOG=info FLEET_MDNS=no
 	[ -n "$MDNS" ] && FLEET_MDNS=yes
@@ -235,6 +235,13 @@ run_shoal() { # N
 		fi
 		done+=("$f")
 	done
+	# the same point as aria2c's completion: every chunk verified on
+	# arrival and written; shoald then reads the whole target back
+	held=$(for ((i = 1; i <= n; i++)); do
+		grep -h "every chunk verified and written" "dev$i.log" | head -1 | sed -n 's/^<[0-9]*>\([0-9.]*\) .*/\1/p'
+	done | sort -g | tail -1)
+	[ -n "$held" ] && log "shoal: every device held every chunk, verified on arrival, $(awk -v a="$held" -v b="$t0" -v kr="$KR" \
+		'BEGIN { printf "%.1f s after the start (%.2f x the bound); the read-backs of the whole image ended %s", a - b, (a - b) / kr, "later, as the table says" }')"
 	seed_sample_stop shoal "$t0"
 	log "shoal: CPU seconds: gateway $(cpu_s "${PID_OF[gw]}"), each device $(cpu_s "${PHASE_PIDS[@]:1}") (mean)"
 	phase_end

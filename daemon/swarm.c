@@ -825,6 +825,8 @@ static void fetch_complete(struct swarm *sw)
 	}
 	v->sw = sw;
 	v->h = f->h;
+	log_info("release %s %s: every chunk verified and written in %.1f s; reading the target back against the "
+		 "image hash", f->h->m->product, f->h->m->version, (double)(uv_now(&sw->d->loop) - f->started_ms) / 1000);
 	if ((k = uv_queue_work(&sw->d->loop, &v->w, verify_work_cb, verify_after_cb)) < 0) {
 		log_err("release %s: cannot verify the target: %s; it is checked at the next start", f->h->m->version,
 			uv_strerror(k));
