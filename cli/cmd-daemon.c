@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -176,6 +177,31 @@ static void print_status(json_t *s)
 	       size_format((uint64_t)json_integer_value(json_object_get(b, "sent")), e, sizeof(e)));
 }
 
+/* Peers this node banned: who, from where, why, until when (ended bans
+ * stay listed as such). */
+static void print_bans(json_t *bans)
+{
+	size_t i;
+	json_t *b;
+
+	if (!json_array_size(bans))
+		return;
+	printf("banned:\n");
+	json_array_foreach(bans, i, b) {
+		time_t until = (time_t)json_integer_value(json_object_get(b, "until"));
+		const char *addr = json_string_value(json_object_get(b, "address"));
+		struct tm tm;
+		char when[32] = "?";
+
+		if (gmtime_r(&until, &tm))
+			strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%SZ", &tm);
+		printf("  %s %s %s %s: %s\n", json_string_value(json_object_get(b, "id")) ?: "?",
+		       addr && *addr ? addr : "(address unknown)",
+		       json_is_true(json_object_get(b, "active")) ? "until" : "ended", when,
+		       json_string_value(json_object_get(b, "reason")) ?: "");
+	}
+}
+
 static int client_verb(const char *verb, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -255,6 +281,7 @@ static int client_verb(const char *verb, int argc, char **argv)
 			printf("%s\n", line ? line : "?");
 			free(line);
 		}
+		print_bans(json_object_get(reply, "banned"));
 	}
 	json_decref(reply);
 	return EXIT_OK;

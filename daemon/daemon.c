@@ -3,6 +3,7 @@
 #include <sodium.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifdef HAVE_SYSTEMD
@@ -73,6 +74,27 @@ static int add_release(void *ud, const struct state_release *r)
 	return 0;
 }
 
+static int add_ban(void *ud, const struct state_ban *b)
+{
+	char id[17];
+	uint64_t now = (uint64_t)time(NULL);
+
+	json_array_append_new(ud, json_pack("{s:s, s:s, s:s, s:I, s:I, s:b}", "id", hex_encode(b->device, 8, id),
+					    "address", b->address, "reason", b->reason, "since", (json_int_t)b->since_s,
+					    "until", (json_int_t)b->until_s, "active", b->until_s > now));
+	return 0;
+}
+
+/* Every peer this node ever banned (ended bans too: what a run did is
+ * still there to see), from the state database. */
+static json_t *bans_json(struct daemon *d)
+{
+	json_t *a = json_array();
+
+	state_ban_foreach(d->st, add_ban, a);
+	return a;
+}
+
 static json_t *status_json(struct daemon *d)
 {
 	char hex[2 * PUBKEY_SIZE + 1];
@@ -93,6 +115,7 @@ static json_t *status_json(struct daemon *d)
 		json_object_set_new(o, "peer_count", json_integer((json_int_t)json_array_size(peers)));
 		json_decref(peers);
 		json_object_set_new(o, "fetch", swarm_fetch_json(d->swarm));
+		json_object_set_new(o, "banned", bans_json(d));
 		if (d->conf.role == ROLE_DEVICE)
 			json_object_set_new(o, "forward_cache", swarm_cache_json(d->swarm));
 		if (d->dev)
@@ -184,7 +207,7 @@ static json_t *handle_request(struct daemon *d, const char *line)
 		reply = k < 0 ? json_pack("{s:b, s:s, s:i}", "ok", 0, "error", err.msg, "errno", -k)
 			      : json_pack("{s:b}", "ok", 1);
 	} else if (!strcmp(cmd, "peers"))
-		reply = json_pack("{s:b, s:o}", "ok", 1, "peers", swarm_peers_json(d->swarm));
+		reply = json_pack("{s:b, s:o, s:o}", "ok", 1, "peers", swarm_peers_json(d->swarm), "banned", bans_json(d));
 	else if (!strcmp(cmd, "import"))
 		reply = import_json(d, json_string_value(json_object_get(req, "path")));
 	else if (!(reply = fleet_control(d, cmd, req)))

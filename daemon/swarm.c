@@ -1271,7 +1271,7 @@ static void on_chunk(struct peer *p, const struct msg_chunk *c)
 
 		sched_on_chunk(f->sched, p->sp, first, false, uv_now(&sw->d->loop));
 		log_warn("peer %s (%s): banned for %" PRIu64 " s: %s", p->id, p->addr, sw->d->conf.ban_ms / 1000, err.msg);
-		state_ban_put(sw->d->st, p->pub, until, err.msg);
+		state_ban_put(sw->d->st, p->pub, until, err.msg, p->addr);
 		send_goodbye(p, GOODBYE_BAD_CHUNK, "bad chunk");
 		peer_close(p, "sent a bad chunk");
 		return;

@@ -91,6 +91,10 @@ static const char *const migrations[] = {
 	"CREATE TABLE campaign_targets ("
 	"  campaign INTEGER NOT NULL, device BLOB NOT NULL, phase INTEGER NOT NULL, state INTEGER NOT NULL,"
 	"  since INTEGER NOT NULL, PRIMARY KEY (campaign, device)) WITHOUT ROWID;",
+	/* 3 -> 4: where a banned peer was and when it was banned, for
+	 * `shoal status` and `shoal peers` */
+	"ALTER TABLE bans ADD COLUMN address TEXT NOT NULL DEFAULT '';"
+	"ALTER TABLE bans ADD COLUMN since INTEGER NOT NULL DEFAULT 0;",
 };
 
 sqlite3 *state_db(struct state *st)
@@ -445,17 +449,49 @@ int state_keyring_get(struct state *st, uint8_t **ret, size_t *ret_len)
 	return k;
 }
 
-int state_ban_put(struct state *st, const uint8_t device[PUBKEY_SIZE], uint64_t until_s, const char *reason)
+int state_ban_put(struct state *st, const uint8_t device[PUBKEY_SIZE], uint64_t until_s, const char *reason,
+		  const char *address)
 {
 	sqlite3_stmt *s;
 	int k;
 
-	if ((k = prepare(st, "INSERT OR REPLACE INTO bans (device, until, reason) VALUES (?, ?, ?)", &s)) < 0)
+	if ((k = prepare(st, "INSERT OR REPLACE INTO bans (device, until, reason, address, since) "
+			     "VALUES (?, ?, ?, ?, strftime('%s','now'))", &s)) < 0)
 		return k;
 	sqlite3_bind_blob(s, 1, device, PUBKEY_SIZE, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 2, (sqlite3_int64)until_s);
 	sqlite3_bind_text(s, 3, reason, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 4, address ? address : "", -1, SQLITE_STATIC);
 	return run(s);
+}
+
+int state_ban_foreach(struct state *st, int (*cb)(void *ud, const struct state_ban *b), void *ud)
+{
+	sqlite3_stmt *s;
+	int rc, k = 0;
+
+	if ((k = prepare(st, "SELECT device, until, reason, address, since FROM bans ORDER BY since, device", &s)) < 0)
+		return k;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct state_ban b = { .until_s = (uint64_t)sqlite3_column_int64(s, 1),
+				       .reason = (const char *)sqlite3_column_text(s, 2),
+				       .address = (const char *)sqlite3_column_text(s, 3),
+				       .since_s = (uint64_t)sqlite3_column_int64(s, 4) };
+
+		if (sqlite3_column_bytes(s, 0) != PUBKEY_SIZE)
+			continue; /* not ours: skip rather than read past it */
+		memcpy(b.device, sqlite3_column_blob(s, 0), PUBKEY_SIZE);
+		if (!b.reason)
+			b.reason = "";
+		if (!b.address)
+			b.address = "";
+		if ((k = cb(ud, &b)) < 0)
+			break;
+	}
+	if (rc != SQLITE_ROW)
+		k = sql_errno(rc);
+	sqlite3_finalize(s);
+	return k;
 }
 
 uint64_t state_ban_until(struct state *st, const uint8_t device[PUBKEY_SIZE])

@@ -67,8 +67,21 @@ int state_floor_raise(struct state *st, const char *name, uint64_t value);
 int state_keyring_put(struct state *st, uint64_t version, const uint8_t *bytes, size_t len);
 int state_keyring_get(struct state *st, uint8_t **ret, size_t *ret_len);
 
-/* Bans survive restarts: a peer that sent a bad chunk stays banned. */
-int state_ban_put(struct state *st, const uint8_t device[PUBKEY_SIZE], uint64_t until_s, const char *reason);
+/* Bans survive restarts: a peer that sent a bad chunk stays banned.
+ * address is where it was connected from ("IP:PORT"; NULL: unknown). */
+int state_ban_put(struct state *st, const uint8_t device[PUBKEY_SIZE], uint64_t until_s, const char *reason,
+		  const char *address);
+
+struct state_ban {
+	uint8_t device[PUBKEY_SIZE];
+	uint64_t until_s;    /* ended when in the past: the row is kept */
+	uint64_t since_s;    /* when it was (last) banned; 0 for bans older than schema 4 */
+	const char *reason;  /* valid during the callback only */
+	const char *address; /* "" when unknown */
+};
+/* Calls cb for every ban ever made (ended ones too), oldest first; a
+ * negative return stops and is returned. */
+int state_ban_foreach(struct state *st, int (*cb)(void *ud, const struct state_ban *b), void *ud);
 /* The ban's end, or 0. */
 uint64_t state_ban_until(struct state *st, const uint8_t device[PUBKEY_SIZE]);
 

@@ -80,6 +80,13 @@ check "dev5 completes despite the liar" wait_for 120 is_complete dev5
 check "dev5 holds a byte-identical image" cmp -s dev5.img v2.img
 if grep -q "banned for" dev5.log; then
 	check "dev5 banned the liar and named the chunk" grep -Eq "banned for [0-9]+ s: chunk [0-9a-f]{64}" dev5.log
+	check "shoal peers lists the liar as banned: its address, until when, the chunk" sh -c \
+		"SHOAL_CONTROL_SOCKET='$T/dev5.sock' '$SHOAL' peers | grep -Eq '^  [0-9a-f]{16} 127\.0\.0\.1:$P5 until [0-9-]+ [0-9:]+Z: chunk [0-9a-f]{64}'"
+	check "status --json: banned has the liar, active, with a reason and a time" python3 -c '
+import json, sys
+b = json.load(sys.stdin)["banned"]
+sys.exit(not (len(b) == 1 and b[0]["address"].endswith(":" + sys.argv[1]) and b[0]["active"]
+              and b[0]["until"] > b[0]["since"] > 0 and "chunk" in b[0]["reason"]))' "$P5" < <(status dev5)
 else
 	# the gateway may have served everything before the liar got a request
 	check "dev5 never accepted a bad chunk (no ban needed)" true

@@ -5,7 +5,9 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <inttypes.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -107,6 +109,15 @@ static void test_floors_never_go_down(void **state)
 	state_close(st);
 }
 
+static int ban_cb(void *ud, const struct state_ban *b)
+{
+	char *out = ud;
+
+	snprintf(out + strlen(out), 256 - strlen(out), "%02x %" PRIu64 " %s %s %d;", b->device[0], b->until_s, b->reason,
+		 b->address, b->since_s > 0);
+	return 0;
+}
+
 static void test_keyrings_bans_counters(void **state)
 {
 	struct state *st = open_ok();
@@ -121,12 +132,19 @@ static void test_keyrings_bans_counters(void **state)
 	assert_memory_equal(p, "two", 3);
 	free(p);
 	assert_int_equal(state_ban_until(st, dev), 0);
-	assert_int_equal(state_ban_put(st, dev, 1234, "bad chunk"), 0);
+	assert_int_equal(state_ban_put(st, dev, 1234, "bad chunk", "10.0.0.7:7000"), 0);
 	assert_int_equal(state_counter_add(st, "rx_peers", 100), 0);
 	assert_int_equal(state_counter_add(st, "rx_peers", 23), 0);
 	state_close(st);
 	st = open_ok();
 	assert_int_equal(state_ban_until(st, dev), 1234);
+	{
+		char seen[256] = "";
+
+		/* every ban ever made, with where it came from and when */
+		assert_int_equal(state_ban_foreach(st, ban_cb, seen), 0);
+		assert_string_equal(seen, "aa 1234 bad chunk 10.0.0.7:7000 1;");
+	}
 	assert_int_equal(state_counter_get(st, "rx_peers"), 123);
 	assert_int_equal(state_counter_get(st, "none"), 0);
 	state_close(st);
