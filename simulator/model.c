@@ -1494,6 +1494,39 @@ static void collect(struct model *m, struct sim_results *r, struct sim_node_resu
 			all_settled = x->committed_s < 0 ? -1 : fmax(all_settled, x->committed_s);
 		r->local_bytes_reused += n->reused;
 	}
+	if (sc->rollout == SCN_ROLLOUT_CAMPAIGN) {
+		/* the campaign as the gateway would show it (failure threshold
+		 * 1): a device that did not commit pauses it; if that was a
+		 * canary, the rest stay pending */
+		bool every = true;
+		double last_bad = -1;
+
+		for (uint32_t i = 0; i < m->n_dev; i++) {
+			const struct node *n = &m->nodes[i];
+			struct sim_node_result *x = &nr[i];
+			bool bad = n->st == N_ROLLED_BACK || (n->st == N_FAILED && n->complete_s >= 0);
+
+			snprintf(x->campaign_phase, sizeof(x->campaign_phase), "%s",
+				 sc->nodes[i].canary || sc->n_canaries == 0 ? "canary" : "rest");
+			snprintf(x->campaign_target, sizeof(x->campaign_target), "%s",
+				 n->st == N_COMMITTED ? "done"
+				 : bad		      ? "failed"
+				 : n->st == N_IDLE    ? "pending"
+						      : "installing");
+			if (bad) {
+				r->campaign_failures++;
+				if (n->settled_s >= last_bad) {
+					last_bad = n->settled_s;
+					snprintf(r->campaign_reason, sizeof(r->campaign_reason),
+						 "paused: %u failure(s), the last on %s (threshold 1)", r->campaign_failures,
+						 sc->nodes[i].name);
+				}
+			}
+			every &= n->st == N_COMMITTED || bad;
+		}
+		snprintf(r->campaign_state, sizeof(r->campaign_state), "%s",
+			 r->campaign_failures ? "paused" : every ? "done" : "running");
+	}
 	r->nodes = m->n_dev;
 	r->image_bytes = m->image_bytes;
 	r->fetch_bytes = m->fetch_bytes;

@@ -173,6 +173,10 @@ int sim_results_write_json(const struct sim_results *r, const char *path, struct
 				      time_or_null(n->committed_s), "expected_state",
 				      n->expect_set ? json_string(scn_state_name(n->expect)) : json_null());
 
+		if (o && r->campaign_state[0] &&
+		    (json_object_set_new(o, "campaign_phase", json_string(n->campaign_phase)) < 0 ||
+		     json_object_set_new(o, "campaign_target", json_string(n->campaign_target)) < 0))
+			k = -ENOMEM;
 		if (!o || json_array_append_new(nodes, o) < 0)
 			k = -ENOMEM;
 		n_state[n->final_state]++;
@@ -199,6 +203,11 @@ int sim_results_write_json(const struct sim_results *r, const char *path, struct
 	    json_object_set_new(root, "wall_s", json_real(round(r->wall_s * 1000) / 1000)) < 0 ||
 	    json_object_set_new(root, "final_states", counts) < 0 ||
 	    json_object_set_new(root, "expectations_met", json_boolean(sim_results_expect_ok(r, NULL))) < 0 ||
+	    json_object_set_new(root, "campaign",
+				r->campaign_state[0] ? json_pack("{s:s, s:s, s:i}", "state", r->campaign_state, "reason",
+								 r->campaign_reason, "failures",
+								 (int)r->campaign_failures)
+						     : json_null()) < 0 ||
 	    json_object_set_new(root, "per_node", nodes) < 0)
 		k = -ENOMEM;
 	if (k < 0) {
@@ -450,6 +459,9 @@ void sim_summary_print(FILE *f, const struct sim_results *r)
 	fprintf(f, "  seed sent %.1f MiB (%.2f x the fetched part), peers sent %.1f MiB, reused locally %.1f MiB\n",
 		r->seed_bytes_sent / 1048576.0, r->fetch_bytes ? (double)r->seed_bytes_sent / r->fetch_bytes : 0,
 		r->peer_bytes_sent / 1048576.0, r->local_bytes_reused / 1048576.0);
+	if (r->campaign_state[0])
+		fprintf(f, "  campaign %s%s%s%s, %u failure(s)\n", r->campaign_state, r->campaign_reason[0] ? " (" : "",
+			r->campaign_reason, r->campaign_reason[0] ? ")" : "", r->campaign_failures);
 	if (r->mode && !strcmp(r->mode, "process"))
 		fprintf(f, "  %.1f s from the gateway's start; %.2f s of wall time with the set-up\n\n", r->end_s, r->wall_s);
 	else

@@ -23,6 +23,11 @@ struct sim_node_result {
 	double committed_s; /* committed (or rolled back); < 0: never */
 	bool expect_set;
 	enum scn_state expect;
+	/* rollout = campaign: the device's phase ("canary", "rest") and its
+	 * target state in the campaign ("pending", "commanded", "installing",
+	 * "done", "failed", "cancelled"); "" otherwise */
+	char campaign_phase[12];
+	char campaign_target[12];
 };
 
 struct sim_results {
@@ -40,6 +45,11 @@ struct sim_results {
 	double kumar_ross_bound_s;
 	double end_s;                 /* simulated (or real) time at the end */
 	double wall_s;                /* wall-clock time the run took */
+	/* rollout = campaign: how the campaign ended ("done", "paused",
+	 * "running", "aborted") and why; campaign_state[0] == 0 otherwise */
+	char campaign_state[12];
+	char campaign_reason[160];
+	uint32_t campaign_failures;
 	struct sim_node_result *node; /* nodes entries, owned by the caller */
 };
 

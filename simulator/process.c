@@ -18,14 +18,20 @@
  * - a command enters a node with setns() in the forked child before exec:
  *   the pid we hold is the daemon's own, and it is ended by that pid.
  *
+ * In loopback mode (no root) there are no namespaces at all: every shoald
+ * runs on 127.0.0.1 with a port of its own, and holder is 0 everywhere.
+ *
  * The run is a loop every 250 ms: reap children, fire the faults that are
  * due, ask every shoald for `status` over its control socket, move each
- * device through its phases, redraw the live view. */
+ * device through its phases, follow the gateway's campaign, redraw the
+ * live view. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <limits.h>
 #include <math.h>
+#include <netinet/in.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -69,13 +75,16 @@ struct pnode {
 	uint32_t idx; /* device index; unused for the gateway */
 	char dir[PATH_MAX];
 	char ip[20];
+	uint16_t port;
 	pid_t holder, dbus, avahi, shoald, job;
 	bool shoald_stopping;
+	bool frozen;        /* SIGSTOPped while the gateway meets the canaries first */
 	double stop_sent;
 	enum phase ph;
 	double t_due;       /* PH_OFF: power on; shoald killed: restart */
 	bool restart_due;   /* shoald is down (kill fault, gateway-down) until t_due */
 	bool installed;     /* v2 was installed since the last power cut */
+	bool reinstalled;   /* after a power cut: the simulator ran the install again */
 	bool booted_new;    /* rebooted after the install: the settle check applies */
 	int reboots;
 	bool malicious;
@@ -85,6 +94,9 @@ struct pnode {
 	double cut_at;      /* power cut: when (-1: not armed) */
 	/* from its status */
 	uint64_t held, total, local, peers, seed, sent;
+	uint32_t bans;      /* peers it banned, from its status's "banned" */
+	char dstate[16];    /* its device state ("idle", "fetched", "installing", ...) */
+	char cphase[12], ctarget[12]; /* rollout = campaign: its phase and target state */
 	double complete_s, settled_s;
 	enum scn_state final;
 	char release[SCN_NAME_MAX];
@@ -109,6 +121,12 @@ struct proc {
 	char v2_version[SCN_NAME_MAX];
 	uint64_t last_rx;
 	double last_rx_t, rate;
+	/* rollout = campaign: the gateway's campaign */
+	uint64_t campaign_id;
+	char campaign_state[12];
+	char campaign_reason[160];
+	uint32_t campaign_failures;
+	double campaign_polled;
 };
 
 static volatile sig_atomic_t interrupted;
@@ -409,10 +427,12 @@ static void path_add_sbin(void)
 	setenv("PATH", buf, 1);
 }
 
-int proc_usable(struct perr *err)
+int proc_usable(bool loopback, struct perr *err)
 {
 	static const char *tools[] = { "ip", "tc", "dbus-daemon", "avahi-daemon" };
 
+	if (loopback)
+		return 0; /* shoald, shoal and gen-image only; failures to start them say so */
 	if (geteuid() != 0)
 		return perr_set(err, -EPERM, "process mode needs root (network namespaces, tc): run it with sudo");
 	path_add_sbin();
@@ -467,6 +487,38 @@ static int shape(struct proc *p, pid_t holder, const char *dev, uint64_t bps, co
 		snprintf(cmd, sizeof(cmd), "tc qdisc replace dev %s root %s", dev, tbf);
 	path_of(log, p->work, "tc.log");
 	return RUN(err, holder, false, log, "sh", "-c", cmd);
+}
+
+/* Loopback mode: a free TCP port on 127.0.0.1 for every node, all held
+ * at once so that they differ, then let go for shoald to take (another
+ * program could take one in between: its shoald then fails to start and
+ * says so in its log, and the run ends with that error). */
+static int ports_pick(struct proc *p, struct perr *err)
+{
+	int *fd = calloc(p->nn, sizeof(*fd));
+	int k = 0;
+
+	if (!fd)
+		return perr_set(err, -ENOMEM, "out of memory");
+	for (uint32_t i = 0; i < p->nn; i++)
+		fd[i] = -1;
+	for (uint32_t i = 0; i < p->nn && k == 0; i++) {
+		struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+		socklen_t len = sizeof(sa);
+
+		if ((fd[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
+		    bind(fd[i], (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+		    getsockname(fd[i], (struct sockaddr *)&sa, &len) < 0) {
+			k = perr_set(err, -errno, "a port on 127.0.0.1 for %s: %s", p->n[i].name, strerror(errno));
+			break;
+		}
+		p->n[i].port = ntohs(sa.sin_port);
+	}
+	for (uint32_t i = 0; i < p->nn; i++)
+		if (fd[i] >= 0)
+			close(fd[i]);
+	free(fd);
+	return k;
 }
 
 static void node_ip(char *buf, uint32_t i)
@@ -718,54 +770,64 @@ static int shoald_conf(struct proc *p, struct pnode *n, bool with_sysconf, struc
 	if (!(f = fopen(path, "we")))
 		return perr_set(err, -errno, "%s: %s", path, strerror(errno));
 	fprintf(f, "# written by shoal-sim\n[daemon]\nrole = %s\nname = %s\nstate_dir = %s/state\nlisten_address = %s\n"
-		   "listen_port = %d\ncontrol_socket = %s/shoald.sock\nlog_level = info\n\n",
-		n->gw ? "gateway" : "device", n->name, n->dir, n->ip, PORT, n->dir);
+		   "listen_port = %u\ncontrol_socket = %s/shoald.sock\nlog_level = info\n",
+		n->gw ? "gateway" : "device", n->name, n->dir, n->ip, n->port, n->dir);
+	if (s->rollout == SCN_ROLLOUT_CAMPAIGN && p->daemon_installs)
+		fprintf(f, "report_interval = 2s\n"); /* the campaign sees each step soon */
+	fputc('\n', f);
 	fprintf(f, "[fleet]\nproduct = sim\nsecret_file = %s/fleet.key\ntrust = %s/root.pub\n\n", p->work, p->work);
 	fprintf(f, "[discovery]\nmdns = %s\n", p->o->mdns ? "yes" : "no");
 	if (!p->o->mdns && n->gw) {
 		/* the gateway dials the devices (they are up before it): it
 		 * reaches them at once, not at their next redial */
-		char ip[20];
-
-		for (uint32_t j = 1; j < p->nn && j <= 64; j++) {
-			node_ip(ip, j);
-			fprintf(f, "static_peer = %s:%d\n", ip, PORT);
-		}
+		for (uint32_t j = 1; j < p->nn && j <= 64; j++)
+			fprintf(f, "static_peer = %s:%u\n", p->n[j].ip, p->n[j].port);
 	}
 	if (!p->o->mdns && !n->gw) {
 		/* a ring of neighbours: each device dials up to 16 others */
 		uint32_t nd = p->nn - 1, k = nd - 1 < 16 ? nd - 1 : 16;
-		char ip[20];
 
-		node_ip(ip, 0);
-		fprintf(f, "gateway = %s:%d\n", ip, PORT);
+		fprintf(f, "gateway = %s:%u\n", p->n[0].ip, p->n[0].port);
 		for (uint32_t j = 1; j <= k; j++) {
 			uint32_t other = (n->idx + (j + 1) / 2 * (j % 2 ? 1 : nd - 1)) % nd;
 
-			node_ip(ip, other + 1);
-			fprintf(f, "static_peer = %s:%d\n", ip, PORT);
+			fprintf(f, "static_peer = %s:%u\n", p->n[other + 1].ip, p->n[other + 1].port);
 		}
 	}
 	fprintf(f, "\n[transfer]\nupload_slots = %u\nmax_connections = %u\nrequest_timeout = %" PRIu64 "ms\n"
-		   "ban_time = %" PRIu64 "ms\n\n",
+		   "ban_time = %" PRIu64 "ms\n",
 		s->upload_slots, s->max_connections + 1, s->request_timeout_ms, s->ban_ms);
+	if (p->o->loopback) {
+		/* no tc here: the link's rates are shoald's own token buckets */
+		const struct scn_link *l = n->gw ? &s->gateway : &s->nodes[n->idx].link;
+
+		fprintf(f, "upload_rate = %" PRIu64 "\ndownload_rate = %" PRIu64 "\n", l->up_bps, l->down_bps);
+	}
+	fputc('\n', f);
 	if (n->gw) {
 		fprintf(f, "[gateway]\nstore_dir = %s/store\n", n->dir);
 		if (p->published) /* a restarted gateway seeds it again */
 			fprintf(f, "import = %s/rel2\n", p->work);
 	} else {
-		/* the inactive slot receives the image and the active one is
-		 * reused. The target stays where it was at the first start:
-		 * shoald's database says what that file holds, and a target
-		 * switched to the other slot after the reboot would hold
-		 * version 1 under version 2's name. */
-		if (!n->target)
-			n->target = booted_slot(n) == 'B' ? 'a' : 'b';
-		fprintf(f, "[device]\ntarget = %s/slot-%c\n", n->dir, n->target);
-		if (s->base_v1)
-			fprintf(f, "reuse = %s/slot-%c\n", n->dir, n->target == 'a' ? 'b' : 'a');
-		if (with_sysconf)
-			fprintf(f, "system_conf = %s/system.conf\n", n->dir);
+		if (with_sysconf) {
+			/* shoald knows the slots from the system config: it
+			 * assembles into the inactive one and reuses the active */
+			fprintf(f, "[device]\nsystem_conf = %s/system.conf\n", n->dir);
+		} else {
+			/* the inactive slot receives the image and the active
+			 * one is reused. The target stays where it was at the
+			 * first start: shoald's database says what that file
+			 * holds, and a target switched to the other slot after
+			 * the reboot would hold version 1 under version 2's
+			 * name. */
+			if (!n->target)
+				n->target = booted_slot(n) == 'B' ? 'a' : 'b';
+			fprintf(f, "[device]\ntarget = %s/slot-%c\n", n->dir, n->target);
+			if (s->base_v1)
+				fprintf(f, "reuse = %s/slot-%c\n", n->dir, n->target == 'a' ? 'b' : 'a');
+		}
+		if (with_sysconf && s->rollout == SCN_ROLLOUT_CAMPAIGN)
+			fprintf(f, "install = manual\n"); /* the gateway's campaign says when */
 	}
 	bad = ferror(f) != 0;
 	if (fclose(f) != 0 || bad)
@@ -938,6 +1000,10 @@ static void poll_node(struct proc *p, struct pnode *n)
 		n->seed = jint(b, "gateway");
 		n->sent = jint(b, "sent");
 	}
+	if (json_is_array(json_object_get(st, "banned")))
+		n->bans = (uint32_t)json_array_size(json_object_get(st, "banned"));
+	snprintf(n->dstate, sizeof(n->dstate), "%s",
+		 json_string_value(json_object_get(json_object_get(st, "device"), "state")) ?: "");
 	if ((f = json_object_get(st, "fetch")) && json_is_object(f)) {
 		n->held = jint(f, "bytes_held");
 		n->total = jint(f, "bytes_total");
@@ -952,22 +1018,6 @@ static void poll_node(struct proc *p, struct pnode *n)
 		}
 	}
 	json_decref(st);
-}
-
-/* peers this node banned, from its logs (shoald's status does not list bans) */
-static uint32_t count_bans(const struct pnode *n)
-{
-	char path[PATH_MAX], buf[4096];
-	uint32_t c = 0;
-	FILE *f;
-
-	node_path(path, n, "shoald.log");
-	if (!(f = fopen(path, "re")))
-		return 0;
-	while (fgets(buf, sizeof(buf), f))
-		c += strstr(buf, "): banned for ") != NULL;
-	fclose(f);
-	return c;
 }
 
 /* The installer's view of a device: committed, rolled back, or not settled
@@ -1017,6 +1067,12 @@ static int device_outcome(struct proc *p, struct pnode *n, enum scn_state *ret)
 		snprintf(n->release, sizeof(n->release), "%s", v ? v : "");
 		if (jint(booted_slot_j, "counter") == 2 && state && !strcmp(state, "good"))
 			*ret = SCN_STATE_COMMITTED;
+	}
+	/* still on version 2's slot and not committed: the rollback's reboot
+	 * is due (shoald asks for it right after the failed check) */
+	if (*ret != SCN_STATE_COMMITTED && booted_slot_j && jint(booted_slot_j, "counter") == 2) {
+		json_decref(j);
+		return -EAGAIN;
 	}
 	if (*ret != SCN_STATE_COMMITTED)
 		json_array_foreach(json_object_get(sys, "slots"), i, slot) {
@@ -1144,8 +1200,8 @@ static void device_step(struct proc *p, struct pnode *n)
 				n->cut_at = t + fmin(n->fault->at_ms / 1000.0, POWER_CUT_MAX_S);
 			break;
 		}
-		if (n->complete_s >= 0 && !n->installed && p->daemon_installs && n->fault &&
-		    n->fault->kind == SCN_FAULT_POWER_CUT_INSTALL && !n->fault_fired && n->cut_at < 0)
+		if (p->daemon_installs && n->fault && n->fault->kind == SCN_FAULT_POWER_CUT_INSTALL && !n->fault_fired &&
+		    n->cut_at < 0 && access(node_path(rel2, n, "install-running"), F_OK) == 0)
 			n->cut_at = t + fmin(n->fault->at_ms / 1000.0, POWER_CUT_MAX_S);
 		if (n->booted_new) {
 			enum scn_state st;
@@ -1178,6 +1234,26 @@ static void device_step(struct proc *p, struct pnode *n)
 	case PH_BOOTSIM:
 		if (job_done(p, n, 1u << 0, "the boot simulator") < 0)
 			break;
+		if (p->daemon_installs && n->fault && n->fault->kind == SCN_FAULT_POWER_CUT_INSTALL && n->fault_fired &&
+		    !n->installed && !n->reinstalled) {
+			/* shoald finds the cut install abandoned and version 2
+			 * complete in the slot, and does not install it again
+			 * (it installs when a fetch completes, or when a
+			 * gateway's COMMAND finds a fetched release waiting):
+			 * the simulator installs it, shoald off, as an operator
+			 * would, then reboots the device */
+			n->reinstalled = true;
+			path_of(rel2, p->work, "rel2");
+			say(p, "%s: shoald does not install again after a cut install: the simulator runs `shoal install` "
+			       "of version %s",
+			    n->name, p->s->version);
+			if (job_start(p, n, "install", rel2) < 0) {
+				device_fail(p, n, "cannot run shoal install");
+				break;
+			}
+			n->ph = PH_INSTALL;
+			break;
+		}
 		if (!p->daemon_installs) {
 			n->ph = PH_BOOTCHK;
 			if (job_start(p, n, "boot-check", NULL) < 0)
@@ -1229,13 +1305,30 @@ static void device_step(struct proc *p, struct pnode *n)
 		    t - (n->cut_at - fmin(n->fault->at_ms / 1000.0, POWER_CUT_MAX_S)), t, n->fault->duration_ms / 1000.0);
 		n->fault_fired = true;
 		n->cut_at = -1;
+		if (n->job > 0)
+			kill(-n->job, SIGKILL); /* `shoal install` and what it runs */
 		kill_pid(&n->job);
 		if (n->shoald > 0) {
-			kill(n->shoald, SIGKILL);
+			kill(-n->shoald, SIGKILL);
 			reap(n->shoald);
 			n->shoald = 0;
 		}
 		reboot_requested(n, true);
+		{
+			char path[PATH_MAX];
+			struct perr e;
+			FILE *f = fopen(node_path(path, n, "install-running"), "re");
+			int hook = 0;
+
+			/* the hook (a process group of its own, as the installer
+			 * runs hooks) dies with the power too */
+			if (f && fscanf(f, "%d", &hook) == 1 && hook > 1)
+				kill(-hook, SIGKILL);
+			if (f)
+				fclose(f);
+			unlink(path);
+			write_file(node_path(path, n, "power-cut-done"), &e, "%.3f\n", t);
+		}
 		n->ph = PH_OFF;
 		n->t_due = t + n->fault->duration_ms / 1000.0;
 	}
@@ -1301,6 +1394,11 @@ static void faults_step(struct proc *p)
 				    t, n->restart_due && f->kind != SCN_FAULT_MALICIOUS ? "" : "");
 				break;
 			case SCN_FAULT_LINK_CUT:
+				if (p->o->loopback) {
+					n->fault_ended = true;
+					say(p, "%s: link cut due at %.1f s NOT applied (loopback mode)", n->name, t);
+					break;
+				}
 				say(p, "%s: link cut at %.1f s for %.1f s", n->name, t, f->duration_ms / 1000.0);
 				link_set(p, n, false);
 				break;
@@ -1328,6 +1426,8 @@ static void teardown(struct proc *p)
 		kill_pid(&p->n[i].job);
 		if (p->n[i].shoald > 0)
 			kill(p->n[i].shoald, SIGTERM);
+		if (p->n[i].shoald > 0 && p->n[i].frozen)
+			kill(p->n[i].shoald, SIGCONT);
 	}
 	for (uint32_t i = 0; i < p->nn; i++)
 		end_pid(&p->n[i].shoald);
@@ -1387,6 +1487,52 @@ static void live_and_trace(struct proc *p, struct sim_live *live, struct sim_liv
 	}
 }
 
+/* Whether the gateway lists a device called name among those that
+ * reported to it (a campaign targets those). */
+static bool gateway_knows(struct proc *p, const char *name)
+{
+	json_t *r = ctl_query(&p->n[0], "{\"cmd\":\"devices\"}\n"), *x;
+	bool found = false;
+	size_t j;
+
+	json_array_foreach(r ? json_object_get(r, "devices") : NULL, j, x)
+		found |= !strcmp(json_string_value(json_object_get(x, "name")) ?: "", name);
+	json_decref(r);
+	return found;
+}
+
+/* Waits until every device not held is connected to the gateway (and,
+ * with a campaign, has reported to it), 20 s at most per device. */
+static void gateway_wait(struct proc *p)
+{
+	for (uint32_t i = 1; i < p->nn; i++) {
+		double until = mono() + 20;
+
+		if (p->n[i].frozen)
+			continue;
+		for (;;) {
+			json_t *pe = ctl_query(&p->n[i], "{\"cmd\":\"peers\"}\n"), *x;
+			bool gw = false;
+			size_t j;
+
+			json_array_foreach(pe ? json_object_get(pe, "peers") : NULL, j, x)
+				gw |= !strcmp(json_string_value(json_object_get(x, "role")) ?: "", "gateway");
+			json_decref(pe);
+			if (gw && p->s->rollout == SCN_ROLLOUT_CAMPAIGN)
+				gw = gateway_knows(p, p->n[i].name);
+			if (gw || interrupted)
+				break;
+			if (mono() > until) {
+				say(p, "NOTE: %s is not connected to the gateway (or has not reported to it) after 20 s; "
+				       "going on",
+				    p->n[i].name);
+				break;
+			}
+			usleep(100000);
+		}
+	}
+}
+
 static int setup(struct proc *p, struct perr *err)
 {
 	const struct scenario *s = p->s;
@@ -1395,9 +1541,17 @@ static int setup(struct proc *p, struct perr *err)
 	if (p->o->keep && strlen(p->o->keep) > 512)
 		return perr_set(err, -ENAMETOOLONG, "--keep: path longer than 512 bytes");
 	if (p->o->keep) {
+		char abs[PATH_MAX];
+
 		snprintf(p->work, sizeof(p->work), "%s", p->o->keep);
 		if ((k = sim_output_dir(p->work, err)) < 0)
 			return k;
+		/* every configuration names it; shoald and the gateway's import want it absolute */
+		if (!realpath(p->work, abs))
+			return perr_set(err, -errno, "%s: %s", p->work, strerror(errno));
+		if (strlen(abs) > 512)
+			return perr_set(err, -ENAMETOOLONG, "--keep: %s is longer than 512 bytes", abs);
+		snprintf(p->work, sizeof(p->work), "%s", abs);
 	} else {
 		snprintf(p->work, sizeof(p->work), "/tmp/shoal-sim.XXXXXX");
 		if (!mkdtemp(p->work)) {
@@ -1416,7 +1570,12 @@ static int setup(struct proc *p, struct perr *err)
 		n->idx = i ? i - 1 : 0;
 		snprintf(n->name, sizeof(n->name), "%s", i ? s->nodes[i - 1].name : "gateway");
 		path_of(n->dir, p->work, n->name);
-		node_ip(n->ip, i);
+		if (p->o->loopback) {
+			snprintf(n->ip, sizeof(n->ip), "127.0.0.1");
+		} else {
+			node_ip(n->ip, i);
+			n->port = PORT;
+		}
 		n->complete_s = n->settled_s = n->cut_at = -1;
 		n->final = SCN_STATE_FAILED;
 		if (mkdir(n->dir, 0755) < 0 && errno != EEXIST)
@@ -1432,21 +1591,32 @@ static int setup(struct proc *p, struct perr *err)
 			n->fault_fired = true;
 		}
 	}
-	p->netem = probe_qdisc("netem delay 1ms");
-	if (!probe_qdisc("tbf rate 1mbit burst 16kb latency 50ms"))
-		return perr_set(err, -EOPNOTSUPP, "this kernel has no tbf qdisc: links cannot be shaped");
+	if (p->o->loopback) {
+		if ((k = ports_pick(p, err)) < 0)
+			return k;
+	} else {
+		p->netem = probe_qdisc("netem delay 1ms");
+		if (!probe_qdisc("tbf rate 1mbit burst 16kb latency 50ms"))
+			return perr_set(err, -EOPNOTSUPP, "this kernel has no tbf qdisc: links cannot be shaped");
+	}
 	if (!p->netem) {
 		bool wants = s->gateway.latency_us || s->gateway.loss_ppm;
 
 		for (uint32_t i = 0; i < s->n_devices; i++)
 			wants |= s->nodes[i].link.latency_us || s->nodes[i].link.loss_ppm;
-		if (wants)
+		if (wants && p->o->loopback)
+			say(p, "NOTE: loopback mode: the scenario's latency and loss are NOT applied (rates are, as "
+			       "shoald's own upload_rate and download_rate); model mode covers latency and loss");
+		else if (wants)
 			say(p, "NOTE: this kernel has no netem: the scenario's latency and loss are NOT applied "
 			       "in process mode (rates are, with tbf); model mode covers latency and loss");
 	}
-	if (s->rollout == SCN_ROLLOUT_CAMPAIGN)
-		say(p, "NOTE: shoald has no campaigns yet: this campaign scenario runs as rollout auto "
-		       "(every device installs as soon as it holds the image)");
+	if (p->o->loopback)
+		for (uint32_t i = 0; i < s->n_faults; i++)
+			if (s->faults[i].kind == SCN_FAULT_LINK_CUT)
+				say(p, "NOTE: loopback mode: fault '%s' (link-cut) is NOT applied: a link can only be cut "
+				       "between namespaces; the node keeps its connections",
+				    s->faults[i].name);
 	say(p, "work directory %s%s", p->work, p->work_is_tmp ? " (removed at the end; --keep DIR keeps one)" : "");
 	say(p, "making version 1 and version 2 (%" PRIu64 " MiB)", s->image_size >> 20);
 	if ((k = make_releases(p, err)) < 0)
@@ -1454,6 +1624,22 @@ static int setup(struct proc *p, struct perr *err)
 	say(p, "installing version 1 on %u devices", s->n_devices);
 	if ((k = devices_prepare(p, err)) < 0)
 		return k;
+	for (uint32_t i = 0; i < s->n_faults; i++)
+		if (s->faults[i].kind == SCN_FAULT_POWER_CUT_INSTALL) {
+			/* a hook that holds the first install for a moment and
+			 * says so: the power cut falls inside it, however fast
+			 * the rest of the install is */
+			char path[PATH_MAX];
+			struct pnode *n = &p->n[s->faults[i].node + 1];
+
+			node_path(path, n, "hooks/post-install.d/50-sim-power-cut");
+			if ((k = write_file(path, err,
+					    "#!/bin/sh\n# shoal-sim: fault '%s' cuts the power while this runs\n"
+					    "[ -e '%s/power-cut-done' ] && exit 0\necho $$ >'%s/install-running'\nsleep 3\n",
+					    s->faults[i].name, n->dir, n->dir)) < 0)
+				return k;
+			chmod(path, 0755);
+		}
 	for (uint32_t i = 0; i < s->n_faults; i++)
 		if (s->faults[i].kind == SCN_FAULT_HEALTH_FAIL) {
 			char path[PATH_MAX];
@@ -1466,12 +1652,25 @@ static int setup(struct proc *p, struct perr *err)
 			chmod(path, 0755);
 		}
 	p->daemon_installs = probe_daemon_installs(p);
+	if (!p->daemon_installs && s->rollout == SCN_ROLLOUT_CAMPAIGN)
+		return perr_set(err, -EOPNOTSUPP, "rollout = campaign needs a shoald that installs by itself "
+						  "([device] system_conf and install = manual); %s has not", p->shoald);
 	if (!p->daemon_installs)
 		say(p, "NOTE: this shoald does not install by itself yet ([device] system_conf): the simulator "
 		       "runs `shoal install` when a device holds the image, and `shoal boot-check` after each boot");
-	say(p, "building the LAN: %u namespaces on a bridge, tbf on both ends of every link", p->nn);
-	if ((k = lan_up(p, err)) < 0)
-		return k;
+	if (s->rollout == SCN_ROLLOUT_CAMPAIGN)
+		say(p, "rollout = campaign: the devices install when the gateway's campaign says so "
+		       "([device] install = manual); canaries: %u, then the rest",
+		    s->n_canaries ? s->n_canaries : 1);
+	if (p->o->loopback) {
+		say(p, "loopback mode: %u shoald on 127.0.0.1, each on a port of its own (the gateway on %u), "
+		       "static discovery, the links' rates as shoald's own rate limits; no namespaces, no tc",
+		    p->nn, p->n[0].port);
+	} else {
+		say(p, "building the LAN: %u namespaces on a bridge, tbf on both ends of every link", p->nn);
+		if ((k = lan_up(p, err)) < 0)
+			return k;
+	}
 	if (p->o->mdns) {
 		say(p, "starting a dbus-daemon and an avahi-daemon in every node");
 		if ((k = mdns_up(p, err)) < 0)
@@ -1519,29 +1718,29 @@ static int setup(struct proc *p, struct perr *err)
 	}
 	/* the gateway starts with nothing to offer; every device connects
 	 * to it before version 2 is published (time 0): the measurement is
-	 * the swarm's, not how fast daemons dial */
+	 * the swarm's, not how fast daemons dial. A campaign's canaries are
+	 * the devices the gateway saw first: the others are held (SIGSTOP)
+	 * until it has seen the scenario's canaries, and a second more, as
+	 * it counts first sightings in seconds. */
+	if (s->rollout == SCN_ROLLOUT_CAMPAIGN && s->n_canaries)
+		for (uint32_t i = 1; i < p->nn; i++)
+			if (!s->nodes[p->n[i].idx].canary && kill(p->n[i].shoald, SIGSTOP) == 0)
+				p->n[i].frozen = true;
 	say(p, "starting the gateway");
 	if ((k = shoald_start(p, &p->n[0], err)) < 0)
 		return k;
-	for (uint32_t i = 1; i < p->nn; i++) {
-		double until = mono() + 20;
+	gateway_wait(p);
+	if (s->rollout == SCN_ROLLOUT_CAMPAIGN && s->n_canaries) {
+		double until = mono() + 1.1;
 
-		for (;;) {
-			json_t *pe = ctl_query(&p->n[i], "{\"cmd\":\"peers\"}\n"), *x;
-			bool gw = false;
-			size_t j;
-
-			json_array_foreach(pe ? json_object_get(pe, "peers") : NULL, j, x)
-				gw |= !strcmp(json_string_value(json_object_get(x, "role")) ?: "", "gateway");
-			json_decref(pe);
-			if (gw || interrupted)
-				break;
-			if (mono() > until) {
-				say(p, "NOTE: %s is not connected to the gateway after 20 s; going on", p->n[i].name);
-				break;
+		while (mono() < until && !interrupted)
+			usleep(20000);
+		for (uint32_t i = 1; i < p->nn; i++)
+			if (p->n[i].frozen) {
+				kill(p->n[i].shoald, SIGCONT);
+				p->n[i].frozen = false;
 			}
-			usleep(100000);
-		}
+		gateway_wait(p);
 	}
 	return 0;
 }
@@ -1568,6 +1767,104 @@ static int publish_v2(struct proc *p, struct perr *err)
 	return 0;
 }
 
+/* rollout = campaign, at time 0: the gateway's campaign for version 2
+ * over every device (`shoal campaign create` over its control socket):
+ * the scenario's canaries first (they are the devices it saw first), the
+ * rest once they all committed; max_installing at once; the first failure
+ * pauses it, as model mode has it. */
+static int campaign_start(struct proc *p, struct perr *err)
+{
+	const struct scenario *s = p->s;
+	json_t *req = json_pack("{s:s, s:s, s:s, s:i, s:i}", "cmd", "campaign-create", "name", "shoal-sim", "release",
+				s->version, "max_parallel", (int)(s->max_installing ? s->max_installing : s->n_devices),
+				"failure_threshold", 1), *r;
+	char *line;
+	int k = 0;
+
+	if (req && s->n_canaries)
+		json_object_set_new(req, "canary_count", json_integer(s->n_canaries));
+	line = req ? json_dumps(req, JSON_COMPACT) : NULL;
+	json_decref(req);
+	if (!line)
+		return perr_set(err, -ENOMEM, "out of memory");
+	{
+		size_t len = strlen(line);
+		char *nl = realloc(line, len + 2);
+
+		if (!nl) {
+			free(line);
+			return perr_set(err, -ENOMEM, "out of memory");
+		}
+		line = nl;
+		memcpy(line + len, "\n", 2);
+	}
+	r = ctl_query(&p->n[0], line);
+	free(line);
+	if (!r || !json_is_true(json_object_get(r, "ok")))
+		k = perr_set(err, -EIO, "the gateway did not create the campaign: %s",
+			     r ? json_string_value(json_object_get(r, "error")) ?: "?" : "no answer");
+	else
+		p->campaign_id = (uint64_t)json_integer_value(json_object_get(json_object_get(r, "campaign"), "id"));
+	json_decref(r);
+	if (k == 0)
+		say(p, "the gateway runs campaign %" PRIu64 " for version %s (canaries: %u, at most %u at once, "
+		       "the first failure pauses it)",
+		    p->campaign_id, s->version, s->n_canaries ? s->n_canaries : 1,
+		    s->max_installing ? s->max_installing : s->n_devices);
+	return k;
+}
+
+/* The campaign as the gateway sees it (`shoal campaign show`), once a
+ * second. Once it is paused, aborted or done, a device it never asked
+ * to install will not move: it ends failed, on version 1. */
+static void campaign_poll(struct proc *p)
+{
+	char req[96];
+	json_t *r, *c, *t;
+	const char *st, *reason;
+	size_t i;
+
+	if (!p->campaign_id || mono() - p->campaign_polled < 1 || p->n[0].shoald <= 0)
+		return;
+	p->campaign_polled = mono();
+	snprintf(req, sizeof(req), "{\"cmd\":\"campaign\",\"id\":%" PRIu64 "}\n", p->campaign_id);
+	if (!(r = ctl_query(&p->n[0], req)))
+		return;
+	c = json_object_get(r, "campaign");
+	if (!(st = json_string_value(json_object_get(c, "state")))) {
+		json_decref(r);
+		return;
+	}
+	reason = json_string_value(json_object_get(c, "reason")) ?: "";
+	if (strcmp(st, p->campaign_state))
+		say(p, "campaign %" PRIu64 " is %s at %.1f s%s%s%s", p->campaign_id, st, now_s(p), reason[0] ? " (" : "",
+		    reason, reason[0] ? ")" : "");
+	snprintf(p->campaign_state, sizeof(p->campaign_state), "%s", st);
+	snprintf(p->campaign_reason, sizeof(p->campaign_reason), "%s", reason);
+	p->campaign_failures = (uint32_t)json_integer_value(json_object_get(c, "failures"));
+	json_array_foreach(json_object_get(c, "targets"), i, t) {
+		const char *name = json_string_value(json_object_get(t, "name")) ?: "";
+
+		for (uint32_t j = 1; j < p->nn; j++) {
+			struct pnode *n = &p->n[j];
+
+			if (strcmp(n->name, name))
+				continue;
+			snprintf(n->cphase, sizeof(n->cphase), "%s", json_string_value(json_object_get(t, "phase")) ?: "");
+			snprintf(n->ctarget, sizeof(n->ctarget), "%s", json_string_value(json_object_get(t, "state")) ?: "");
+			if (strcmp(st, "running") && n->ph != PH_SETTLED && !n->installed &&
+			    (!strcmp(n->ctarget, "pending") || !strcmp(n->ctarget, "cancelled"))) {
+				char why[200];
+
+				snprintf(why, sizeof(why), "the campaign is %s and never asked it to install", st);
+				device_fail(p, n, why);
+				n->release[0] = '\0';
+			}
+		}
+	}
+	json_decref(r);
+}
+
 static void results_fill(struct proc *p, struct sim_results *r)
 {
 	const struct scenario *s = p->s;
@@ -1592,7 +1889,9 @@ static void results_fill(struct proc *p, struct sim_results *r)
 		nr->bytes_from_peers = n->peers;
 		nr->bytes_reused = n->local;
 		nr->bytes_sent = n->sent;
-		nr->banned_peers = count_bans(n);
+		nr->banned_peers = n->bans;
+		snprintf(nr->campaign_phase, sizeof(nr->campaign_phase), "%s", n->cphase);
+		snprintf(nr->campaign_target, sizeof(nr->campaign_target), "%s", n->ctarget);
 		nr->complete_s = n->complete_s;
 		nr->committed_s = n->final != SCN_STATE_FAILED ? n->settled_s : -1;
 		nr->expect_set = s->nodes[i - 1].has_expect;
@@ -1607,6 +1906,11 @@ static void results_fill(struct proc *p, struct sim_results *r)
 			r->time_all_committed_s = nr->committed_s < 0 ? -1 : fmax(r->time_all_committed_s, nr->committed_s);
 	}
 	/* the bound for what the devices really lacked (the estimate when none reports) */
+	if (s->rollout == SCN_ROLLOUT_CAMPAIGN) {
+		snprintf(r->campaign_state, sizeof(r->campaign_state), "%s", p->campaign_state[0] ? p->campaign_state : "?");
+		snprintf(r->campaign_reason, sizeof(r->campaign_reason), "%s", p->campaign_reason);
+		r->campaign_failures = p->campaign_failures;
+	}
 	r->fetch_bytes = fetch_max ? fetch_max : scenario_fetch_bytes(s);
 	r->kumar_ross_bound_s = scenario_kumar_ross_s(s, r->fetch_bytes);
 	r->end_s = now_s(p);
@@ -1625,7 +1929,7 @@ int proc_run(const struct scenario *s, const struct proc_opts *o, struct sim_res
 	int k;
 
 	memset(ret, 0, sizeof(*ret));
-	if ((k = proc_usable(err)) < 0)
+	if ((k = proc_usable(o->loopback, err)) < 0)
 		return k;
 	p.wall0 = mono();
 	interrupted = 0;
@@ -1651,6 +1955,8 @@ int proc_run(const struct scenario *s, const struct proc_opts *o, struct sim_res
 	say(&p, "the gateway publishes version %s (%s discovery)", s->version, o->mdns ? "mDNS" : "static");
 	if ((k = publish_v2(&p, err)) < 0)
 		goto out;
+	if (s->rollout == SCN_ROLLOUT_CAMPAIGN && (k = campaign_start(&p, err)) < 0)
+		goto out;
 	if (o->live)
 		sim_live_new(o->live, &live);
 	while (!interrupted && !all_settled(&p) && now_s(&p) < limit) {
@@ -1666,6 +1972,7 @@ int proc_run(const struct scenario *s, const struct proc_opts *o, struct sim_res
 			if (i)
 				device_step(&p, &p.n[i]);
 		}
+		campaign_poll(&p);
 		live_and_trace(&p, live, ln, tr);
 		while (!interrupted && mono() < next)
 			usleep(20000);
@@ -1687,6 +1994,8 @@ int proc_run(const struct scenario *s, const struct proc_opts *o, struct sim_res
 	/* a last look at the counters */
 	for (uint32_t i = 0; i < p.nn; i++)
 		poll_node(&p, &p.n[i]);
+	p.campaign_polled = 0;
+	campaign_poll(&p);
 	if (!(ret->node = calloc(s->n_devices, sizeof(*ret->node)))) {
 		k = perr_set(err, -ENOMEM, "out of memory");
 		goto out;

@@ -17,11 +17,11 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: shoal-sim run SCENARIO [--out DIR] [--discovery mdns|static] [--seed S]\n"
-		"                     [--keep DIR] [--time-limit SECONDS] [--quiet]\n"
+		"                     [--keep DIR] [--time-limit SECONDS] [--loopback] [--quiet]\n"
 		"       shoal-sim model SCENARIO [--out DIR] [--seed S] [--quiet]\n"
 		"       shoal-sim check SCENARIO\n"
 		"\n"
-		"  run     process mode (root): a gateway and every device are real shoald\n"
+		"  run     process mode (root, or --loopback): a gateway and every device are real shoald\n"
 		"          daemons, each in network namespaces of its own on a bridge, with\n"
 		"          tc-shaped links, file-backed A/B slots and the boot simulator.\n"
 		"          Same outputs as model.\n"
@@ -39,6 +39,10 @@ static void usage(FILE *f)
 		"              each shoald.conf (static, for large fleets)\n"
 		"  --keep DIR  (run) build the nodes in DIR and keep it (logs, slots, state)\n"
 		"  --time-limit SECONDS  (run) instead of the scenario's [sim] time_limit\n"
+		"  --loopback  (run) without root: every shoald on 127.0.0.1 with a port of\n"
+		"              its own, static discovery, the links' rates as shoald's own\n"
+		"              upload_rate/download_rate; no namespaces, tc or avahi, so no\n"
+		"              latency, loss or link cuts\n"
 		"\n"
 		"Exit status: 0 every device ended as [expect] says, 1 some did not,\n"
 		"2 bad usage or scenario, 3 the run or its output failed.\n"
@@ -121,13 +125,14 @@ static int cmd_run(const struct scenario *s, const char *out, const struct proc_
 	struct perr err = { "" };
 	int k;
 
-	if (proc_usable(&err) < 0) {
+	if (proc_usable(o->loopback, &err) < 0) {
 		fprintf(stderr,
 			"shoal-sim: %s\n"
-			"shoal-sim: without root, `shoal-sim model %s` simulates the same scenario in one\n"
-			"           process. A loopback fallback for process mode (shoald's own rate\n"
-			"           limits, static discovery, 127.0.0.x) is NOT built yet.\n",
-			err.msg, s->path);
+			"shoal-sim: without root, `shoal-sim run --loopback %s` runs the same fleet of\n"
+			"           real shoald on 127.0.0.1 (each on a port of its own, static discovery,\n"
+			"           the links' rates as shoald's own rate limits; no latency, loss or link\n"
+			"           cuts), and `shoal-sim model %s` simulates it in one process.\n",
+			err.msg, s->path, s->path);
 		return EXIT_ERROR;
 	}
 	if (sim_output_dir(out, &err) < 0) {
@@ -160,7 +165,7 @@ int main(int argc, char **argv)
 	struct proc_opts po = { .live = stdout, .log = stderr, .mdns = true };
 	struct perr err = { "" };
 	const char *out = "sim-out", *cmd;
-	bool quiet = false;
+	bool quiet = false, discovery_set = false;
 	int c;
 
 	while ((c = getopt_long(argc, argv, "o:s:qhVd:k:t:L", opts, NULL)) != -1) {
@@ -193,6 +198,7 @@ int main(int argc, char **argv)
 				return EXIT_USAGE;
 			}
 			po.mdns = !strcmp(optarg, "mdns");
+			discovery_set = true;
 			break;
 		case 'k':
 			po.keep = optarg;
@@ -208,9 +214,8 @@ int main(int argc, char **argv)
 			break;
 		}
 		case 'L':
-			fprintf(stderr, "shoal-sim: --loopback (process mode without root, on 127.0.0.x with shoald's own\n"
-					"           rate limits) is not built yet; use `shoal-sim model` without root\n");
-			return EXIT_USAGE;
+			po.loopback = true;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -226,6 +231,13 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return EXIT_USAGE;
 	}
+	if (po.loopback && discovery_set && po.mdns) {
+		fprintf(stderr, "shoal-sim: --loopback finds the nodes statically (every shoald on 127.0.0.1): "
+				"--discovery mdns does not go with it\n");
+		return EXIT_USAGE;
+	}
+	if (po.loopback)
+		po.mdns = false;
 	cmd = argv[optind];
 	if (strcmp(cmd, "model") != 0 && strcmp(cmd, "check") != 0 && strcmp(cmd, "run") != 0) {
 		fprintf(stderr, "shoal-sim: unknown command '%s'\n", cmd);

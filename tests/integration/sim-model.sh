@@ -39,7 +39,7 @@ PY
 # jq-free checks of one value: python3 is on every machine that runs this
 field() { python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$@"; }
 
-for sc in small-4 demo-8 faults-4 gateway-leaves malicious-peer delta-v1-v2; do
+for sc in small-4 demo-8 faults-4 gateway-leaves malicious-peer delta-v1-v2 campaign-6; do
 	out=$T/$sc
 	check "$sc: every device ends as expected" "$SIM" model "$DIR/$sc.ini" --out "$out" --quiet
 	check "$sc: results.json has every field" has_fields "$out/results.json"
@@ -52,6 +52,9 @@ check "demo-8: dev-3 rolled back, the others committed" \
 	test "$(field "$T/demo-8/results.json" '",".join(n["name"] for n in r["per_node"] if n["final_state"] == "rolled_back")')" = dev-3
 check "malicious-peer: the devices that met dev-2 banned it" \
 	test "$(field "$T/malicious-peer/results.json" 'sum(n["banned_peers"] for n in r["per_node"])')" -ge 1
+check "campaign-6: the canary goes first, dev-5's rollback pauses the campaign" \
+	test "$(field "$T/campaign-6/results.json" 'r["campaign"]["state"], [n["campaign_phase"] for n in r["per_node"]].count("canary"), [n["name"] for n in r["per_node"] if n["campaign_target"] == "failed"]')" = "('paused', 1, ['dev-5'])"
+check "small-4 (rollout auto): results.json has no campaign" test "$(field "$T/small-4/results.json" 'r["campaign"]')" = None
 check "delta-v1-v2: most of the image is reused locally" \
 	python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); sys.exit(r["local_bytes_reused"] < 0.9 * r["image_bytes"] * r["nodes"])' "$T/delta-v1-v2/results.json"
 check "small-4: the same seed gives the same results" \
