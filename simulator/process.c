@@ -95,7 +95,6 @@ struct pnode {
 	/* from its status */
 	uint64_t held, total, local, peers, seed, sent;
 	uint32_t bans;      /* peers it banned, from its status's "banned" */
-	char dstate[16];    /* its device state ("idle", "fetched", "installing", ...) */
 	char cphase[12], ctarget[12]; /* rollout = campaign: its phase and target state */
 	double complete_s, settled_s;
 	enum scn_state final;
@@ -1002,8 +1001,6 @@ static void poll_node(struct proc *p, struct pnode *n)
 	}
 	if (json_is_array(json_object_get(st, "banned")))
 		n->bans = (uint32_t)json_array_size(json_object_get(st, "banned"));
-	snprintf(n->dstate, sizeof(n->dstate), "%s",
-		 json_string_value(json_object_get(json_object_get(st, "device"), "state")) ?: "");
 	if ((f = json_object_get(st, "fetch")) && json_is_object(f)) {
 		n->held = jint(f, "bytes_held");
 		n->total = jint(f, "bytes_total");
@@ -1160,7 +1157,7 @@ static int job_done(struct proc *p, struct pnode *n, unsigned ok, const char *wh
 static void device_step(struct proc *p, struct pnode *n)
 {
 	double t = now_s(p);
-	char rel2[PATH_MAX];
+	char rel2[PATH_MAX], mark[PATH_MAX];
 	int k;
 
 	/* shoald, told to stop, has stopped (or is made to) */
@@ -1201,7 +1198,7 @@ static void device_step(struct proc *p, struct pnode *n)
 			break;
 		}
 		if (p->daemon_installs && n->fault && n->fault->kind == SCN_FAULT_POWER_CUT_INSTALL && !n->fault_fired &&
-		    n->cut_at < 0 && access(node_path(rel2, n, "install-running"), F_OK) == 0)
+		    n->cut_at < 0 && access(node_path(mark, n, "install-running"), F_OK) == 0)
 			n->cut_at = t + fmin(n->fault->at_ms / 1000.0, POWER_CUT_MAX_S);
 		if (n->booted_new) {
 			enum scn_state st;
