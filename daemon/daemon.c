@@ -64,7 +64,7 @@ static void client_send(struct control_client *c, json_t *reply)
 
 static int add_release(void *ud, const struct state_release *r)
 {
-	static const char *names[] = { "fetching", "complete", "seeding", "refused" };
+	static const char *names[] = { "fetching", "complete", "seeding", "refused", "replaced" };
 	char hex[2 * HASH_SIZE + 1];
 
 	json_array_append_new(ud, json_pack("{s:s, s:s, s:s, s:I, s:s}", "id", hex_encode(r->id, HASH_SIZE, hex),

@@ -1224,7 +1224,7 @@ json_t *fleet_releases_json(struct fleet *f)
 	if (sql_prepare(f, "SELECT id, product, version, counter, state FROM releases ORDER BY counter DESC", &s) < 0)
 		return a;
 	while (sqlite3_step(s) == SQLITE_ROW) {
-		static const char *const names[] = { "fetching", "complete", "seeding", "refused" };
+		static const char *const names[] = { "fetching", "complete", "seeding", "refused", "replaced" };
 		char id[2 * HASH_SIZE + 1];
 		int st = sqlite3_column_int(s, 4);
 

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <fcntl.h>
+#include <libgen.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sodium.h>
@@ -112,7 +113,8 @@ struct peer {
 	uint16_t port;
 	bool in_sched;
 	uint32_t sp;
-	bool sent_bitfield; /* for the current fetch */
+	bool sent_bitfield; /* ours for bitfield_id: HAVEs for it follow */
+	uint8_t bitfield_id[HASH_SIZE];
 	bool asked_keyring;
 	/* a manifest being received */
 	uint8_t mid[HASH_SIZE];
@@ -500,6 +502,11 @@ static void send_releases(struct peer *p)
 	send_msg(p, &m);
 }
 
+static bool sent_bitfield_for(const struct peer *p, const struct held *h)
+{
+	return p->sent_bitfield && !memcmp(p->bitfield_id, h->id, HASH_SIZE);
+}
+
 static void send_bitfield(struct peer *p, struct held *h)
 {
 	size_t nb = (h->m->n_chunks + 7) / 8;
@@ -518,6 +525,8 @@ static void send_bitfield(struct peer *p, struct held *h)
 	m.bitfield.count = (uint32_t)h->m->n_chunks;
 	m.bitfield.bits = bits;
 	send_msg(p, &m);
+	p->sent_bitfield = true;
+	memcpy(p->bitfield_id, h->id, HASH_SIZE);
 	if (bits != h->have)
 		free(bits);
 }
@@ -629,10 +638,13 @@ static void fetch_sync(struct swarm *sw)
 		log_err("target: fdatasync failed: %s", strerror(errno));
 		return;
 	}
-	if ((k = state_have_add(sw->d->st, f->h->id, f->pending, f->n_pending)) < 0)
+	if ((k = state_have_add(sw->d->st, f->h->id, f->pending, f->n_pending)) < 0) {
 		log_err("state: recording progress failed: %s", strerror(-k));
-	else
+	} else {
 		f->n_pending = 0;
+		log_debug("release %s: progress recorded: %" PRIu32 " of %zu chunks", f->h->m->version, f->h->n_have,
+			  f->h->m->n_chunks);
+	}
 	f->last_sync_ms = uv_now(&sw->d->loop);
 }
 
@@ -648,7 +660,7 @@ static void flush_haves(struct swarm *sw)
 	memcpy(m.have.idx, f->announce, f->n_announce * sizeof(f->announce[0]));
 	f->n_announce = 0;
 	for (struct peer *p = sw->peers; p; p = p->next)
-		if (p->established && !p->closing && p->sent_bitfield)
+		if (p->established && !p->closing && sent_bitfield_for(p, f->h))
 			send_msg(p, &m);
 }
 
@@ -757,6 +769,9 @@ static void fetch_finish(struct swarm *sw, uint64_t verify_ms)
 	char hashed[64] = "";
 
 	sched_get_stats(f->sched, &st);
+	/* the next fetch has a scheduler of its own: nobody is in it yet */
+	for (struct peer *p = sw->peers; p; p = p->next)
+		p->in_sched = false;
 	state_release_set_state(sw->d->st, h->id, REL_COMPLETE);
 	free(h->have);
 	h->have = NULL;
@@ -774,6 +789,8 @@ static void fetch_finish(struct swarm *sw, uint64_t verify_ms)
 	if (h->slot >= 0)
 		device_fetched(sw->d, h->id, h->mbytes, h->mlen);
 }
+
+static int commit_partial(struct swarm *sw, struct held *h, struct perr *err);
 
 static void verify_work_cb(uv_work_t *w)
 {
@@ -800,6 +817,10 @@ static void verify_after_cb(uv_work_t *w, int status)
 		memset(v->h->have, 0, (v->h->m->n_chunks + 7) / 8);
 		v->h->n_have = 0;
 		return; /* the scheduler is done; a restart refetches (rare: every chunk was verified) */
+	}
+	if (commit_partial(sw, v->h, &v->err) < 0) {
+		log_err("release %s: %s; the next start tries again", v->h->m->version, v->err.msg);
+		return;
 	}
 	fetch_finish(sw, v->ms);
 }
@@ -915,6 +936,104 @@ static int resume_cb(void *ud, uint32_t idx)
 	return 0;
 }
 
+/* A plain target is assembled in TARGET.partial and renamed over TARGET
+ * once read back whole: TARGET keeps the release it held, served and
+ * reused from, until then. A .partial that is not there (lost, or from
+ * before this layout) makes the progress recorded for it void. */
+static int open_partial(struct swarm *sw, struct held *h, struct perr *err)
+{
+	_cleanup_(freep) char *path = NULL;
+	bool existed;
+
+	if (asprintf(&path, "%s.partial", sw->d->conf.target) < 0)
+		return perr_set(err, -ENOMEM, "out of memory");
+	existed = access(path, F_OK) == 0;
+	if ((h->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0)
+		return perr_set(err, -errno, "target %s: %s", path, strerror(errno));
+	if (!existed)
+		state_have_clear(sw->d->st, h->id);
+	return 0;
+}
+
+/* The release TARGET holds now: its chunks by its manifest, or by
+ * chunking the file when no release we know is in it. */
+static void reuse_target(struct swarm *sw, const struct held *fetching)
+{
+	const char *target = sw->d->conf.target;
+	int fd;
+
+	for (struct held *o = sw->held; o; o = o->next)
+		if (o != fetching && o->fd >= 0 && o->slot < 0 && !o->src && !o->have) {
+			reuse_local(sw, target, o->fd, o->m);
+			return;
+		}
+	if ((fd = open(target, O_RDONLY | O_CLOEXEC)) < 0) {
+		if (errno != ENOENT)
+			log_warn("reuse %s: %s", target, strerror(errno));
+		return;
+	}
+	reuse_local(sw, target, fd, NULL);
+	close(fd);
+}
+
+struct replaced {
+	const uint8_t *keep;
+	uint8_t ids[16][HASH_SIZE];
+	size_t n;
+};
+
+/* the releases recorded complete: in the target no more (the newest 16,
+ * more never pile up: each completion marks the one before) */
+static int replaced_cb(void *ud, const struct state_release *r)
+{
+	struct replaced *rc = ud;
+
+	if (r->st == REL_COMPLETE && memcmp(r->id, rc->keep, HASH_SIZE) && rc->n < ELEMENTSOF(rc->ids))
+		memcpy(rc->ids[rc->n++], r->id, HASH_SIZE);
+	return 0;
+}
+
+/* TARGET.partial, read back whole, becomes TARGET; the release TARGET
+ * held is no longer there and no longer served. */
+static int commit_partial(struct swarm *sw, struct held *h, struct perr *err)
+{
+	const char *target = sw->d->conf.target;
+	_cleanup_(freep) char *path = NULL;
+	_cleanup_(freep) char *dir = NULL;
+	struct replaced rc = { .keep = h->id };
+	int k, dfd;
+
+	if (asprintf(&path, "%s.partial", target) < 0 || !(dir = strdup(target)))
+		return perr_set(err, -ENOMEM, "out of memory");
+	if (fsync(h->fd) < 0)
+		return perr_set(err, -errno, "fsync %s: %s", path, strerror(errno));
+	if (rename(path, target) < 0)
+		return perr_set(err, -errno, "rename %s to %s: %s", path, target, strerror(errno));
+	/* the rename itself reaches the disk */
+	if ((dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
+		k = fsync(dfd);
+		close(dfd);
+		if (k < 0)
+			log_warn("fsync of %s: %s", dir, strerror(errno));
+	}
+	state_release_foreach(sw->d->st, replaced_cb, &rc);
+	for (size_t i = 0; i < rc.n; i++)
+		state_release_set_state(sw->d->st, rc.ids[i], REL_REPLACED);
+	for (struct held **pp = &sw->held; *pp;) {
+		struct held *o = *pp;
+
+		if (o != h && o->fd >= 0 && o->slot < 0 && !o->src) {
+			log_info("release %s %s is no longer in %s: no longer served", o->m->product, o->m->version,
+				 target);
+			*pp = o->next;
+			held_free(o);
+		} else {
+			pp = &o->next;
+		}
+	}
+	return 0;
+}
+
 /* Starts fetching h (accepted, recorded). Takes h. */
 static int fetch_start(struct swarm *sw, struct held *h, struct perr *err)
 {
@@ -953,9 +1072,9 @@ static int fetch_start(struct swarm *sw, struct held *h, struct perr *err)
 			fetch_free(f);
 			return h->fd;
 		}
-	} else if ((h->fd = open(c->target, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0) {
+	} else if ((k = open_partial(sw, h, err)) < 0) {
 		fetch_free(f);
-		return perr_set(err, -errno, "target %s: %s", c->target, strerror(errno));
+		return k;
 	}
 	h->have = calloc((h->m->n_chunks + 7) / 8, 1);
 	lens = malloc(h->m->n_chunks * sizeof(*lens));
@@ -1008,12 +1127,16 @@ static int fetch_start(struct swarm *sw, struct held *h, struct perr *err)
 			close(afd);
 		}
 		manifest_free(old);
+	} else {
+		reuse_target(sw, h);
 	}
 	for (size_t i = 0; i < c->reuse.n; i++)
 		reuse_file(sw, c->reuse.v[i]);
 	fetch_sync(sw);
-	for (struct peer *p = sw->peers; p; p = p->next)
+	for (struct peer *p = sw->peers; p; p = p->next) {
 		p->sent_bitfield = false;
+		p->in_sched = false; /* this scheduler is new: bitfields add them */
+	}
 	if (sched_done(f->sched))
 		fetch_complete(sw);
 	else
@@ -1197,9 +1320,8 @@ static void pump_peer(struct swarm *sw, struct peer *p)
 
 	if (!f || !p->established || p->closing)
 		return;
-	if (!p->sent_bitfield && peer_offers(p, f->h->id)) {
+	if (!sent_bitfield_for(p, f->h) && peer_offers(p, f->h->id)) {
 		/* our bitfield asks for theirs */
-		p->sent_bitfield = true;
 		send_bitfield(p, f->h);
 	}
 	if (!p->in_sched)
@@ -1641,10 +1763,10 @@ static int on_frame(void *ud, const uint8_t *plain, size_t n)
 
 		if (!h)
 			break;
-		if (!p->sent_bitfield) {
-			p->sent_bitfield = true;
+		/* theirs asks for ours, for this release: a connection carries
+		 * one release after another (version 2, then 3) */
+		if (!sent_bitfield_for(p, h))
 			send_bitfield(p, h);
-		}
 		if (sw->fetch && sw->fetch->h == h && m.bitfield.count == h->m->n_chunks) {
 			if (!p->in_sched && sched_peer_add(sw->fetch->sched, (uint64_t)(uintptr_t)p, p->is_seed, &p->sp) == 0)
 				p->in_sched = true;

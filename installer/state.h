@@ -31,6 +31,7 @@ enum release_state {
 	REL_COMPLETE = 1, /* every chunk held and verified */
 	REL_SEEDING = 2,  /* imported on a gateway */
 	REL_REFUSED = 3,  /* never again (rolled back, failed verification) */
+	REL_REPLACED = 4, /* was in a plain target, until a newer release took its place */
 };
 
 struct state_release {
