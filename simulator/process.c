@@ -1991,8 +1991,20 @@ int proc_run(const struct scenario *s, const struct proc_opts *o, struct sim_res
 	/* a last look at the counters */
 	for (uint32_t i = 0; i < p.nn; i++)
 		poll_node(&p, &p.n[i]);
-	p.campaign_polled = 0;
-	campaign_poll(&p);
+	/* the gateway hears of the last commit or rollback with the device's
+	 * next report (2 s at most): wait for it to say so, up to 6 s */
+	for (double until = mono() + 6; p.campaign_id && !interrupted;) {
+		bool told = true;
+
+		p.campaign_polled = 0;
+		campaign_poll(&p);
+		for (uint32_t i = 1; i < p.nn; i++)
+			if (p.n[i].ph == PH_SETTLED && p.n[i].final != SCN_STATE_FAILED)
+				told &= !strcmp(p.n[i].ctarget, "done") || !strcmp(p.n[i].ctarget, "failed");
+		if (told || mono() > until)
+			break;
+		usleep(250000);
+	}
 	if (!(ret->node = calloc(s->n_devices, sizeof(*ret->node)))) {
 		k = perr_set(err, -ENOMEM, "out of memory");
 		goto out;
