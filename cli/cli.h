@@ -33,6 +33,9 @@ struct verb {
 #include <jansson.h>
 const char *socket_path(const char *opt);
 json_t *control_request(const char *path, json_t *request, bool quiet);
+/* The same, returning the reply whatever its "ok" (NULL: no reply, said
+ * why unless quiet and nothing listens). */
+json_t *control_exchange(const char *path, json_t *request, bool quiet);
 
 /* Runs the verb named by argv[0] from the table, or prints the table. */
 int run_verbs(const char *prog, const struct verb *verbs, size_t n, int argc, char **argv);

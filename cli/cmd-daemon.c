@@ -34,6 +34,18 @@ static json_t *control_call(const char *path, const char *cmd, bool quiet)
 
 json_t *control_request(const char *path, json_t *request, bool quiet)
 {
+	json_t *reply = control_exchange(path, request, quiet);
+
+	if (reply && !json_is_true(json_object_get(reply, "ok"))) {
+		log_error("shoald: %s", json_string_value(json_object_get(reply, "error")) ?: "request failed");
+		json_decref(reply);
+		return NULL;
+	}
+	return reply;
+}
+
+json_t *control_exchange(const char *path, json_t *request, bool quiet)
+{
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	char *req, *buf = NULL;
 	size_t len = 0, cap = 0;
@@ -92,15 +104,8 @@ json_t *control_request(const char *path, json_t *request, bool quiet)
 	buf[len] = '\0';
 	reply = json_loads(buf, JSON_DISABLE_EOF_CHECK, &jerr);
 	free(buf);
-	if (!reply) {
+	if (!reply)
 		log_error("malformed reply from shoald: %s", jerr.text);
-		return NULL;
-	}
-	if (!json_is_true(json_object_get(reply, "ok"))) {
-		log_error("shoald: %s", json_string_value(json_object_get(reply, "error")) ?: "request failed");
-		json_decref(reply);
-		return NULL;
-	}
 	return reply;
 }
 

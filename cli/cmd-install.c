@@ -4,6 +4,9 @@
  * directly, with the system config, the state database and the bootloader
  * environment, so that they work with no shoald running. */
 #include <getopt.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <time.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <syslog.h>
@@ -110,12 +113,15 @@ struct opts {
 	size_t n_trust;
 	bool fetched;
 	const char *socket;
+	bool no_daemon;
 };
 
-enum { O_CONF = 0x100, O_JSON, O_REBOOT, O_TRUST, O_HELP, O_FETCHED, O_SOCKET };
+enum { O_CONF = 0x100, O_JSON, O_REBOOT, O_TRUST, O_HELP, O_FETCHED, O_SOCKET, O_NO_DAEMON };
 
-static int parse_opts(const char *verb, int argc, char **argv, bool with_reboot, bool with_trust, const char *usage,
-		      struct opts *o)
+/* with_daemon: --socket and --no-daemon (install, mark-good, mark-bad,
+ * rollback); with_trust: --trust and --fetched (install). */
+static int parse_opts(const char *verb, int argc, char **argv, bool with_reboot, bool with_trust, bool with_daemon,
+		      const char *usage, struct opts *o)
 {
 	static const struct option all[] = {
 		{ "system-conf", required_argument, NULL, O_CONF },
@@ -125,6 +131,7 @@ static int parse_opts(const char *verb, int argc, char **argv, bool with_reboot,
 		{ "help", no_argument, NULL, O_HELP },
 		{ "fetched", no_argument, NULL, O_FETCHED },
 		{ "socket", required_argument, NULL, O_SOCKET },
+		{ "no-daemon", no_argument, NULL, O_NO_DAEMON },
 		{}
 	};
 	int c;
@@ -145,13 +152,19 @@ static int parse_opts(const char *verb, int argc, char **argv, bool with_reboot,
 			o->trust[o->n_trust++] = optarg;
 			break;
 		case O_FETCHED:
-		case O_SOCKET:
 			if (!with_trust)
-				return usage_error(verb, "--fetched and --socket are for install");
-			if (c == O_FETCHED)
-				o->fetched = true;
-			else
+				return usage_error(verb, "--fetched is for install");
+			o->fetched = true;
+			break;
+		case O_SOCKET:
+		case O_NO_DAEMON:
+			if (!with_daemon)
+				return usage_error(verb, "--socket and --no-daemon are for install, mark-good, mark-bad and "
+						   "rollback");
+			if (c == O_SOCKET)
 				o->socket = optarg;
+			else
+				o->no_daemon = true;
 			break;
 		case 'h':
 		case O_HELP:
@@ -160,13 +173,174 @@ static int parse_opts(const char *verb, int argc, char **argv, bool with_reboot,
 		default: return usage_error(verb, "invalid option");
 		}
 	}
+	if (o->socket && o->no_daemon)
+		return usage_error(verb, "--socket and --no-daemon contradict each other");
 	return 0;
 }
 
 #define COMMON_HELP \
 	"  --system-conf FILE  the system config (default $" SYSCONF_ENV " or " SYSCONF_DEFAULT ")\n" \
 	"  --json              print the result as JSON\n"
-#define REBOOT_HELP "  --reboot now|none   reboot when done, or leave it to the operator ([system] reboot)\n"
+#define REBOOT_HELP "  --reboot now|none   reboot when done, or leave it to the operator ([system] reboot;\n" \
+	"                      through shoald: [device] reboot)\n"
+#define DAEMON_HELP \
+	"  --socket PATH       shoald's control socket (default $SHOAL_CONTROL_SOCKET or\n" \
+	"                      /run/shoal/control.sock): when shoald runs there for this\n" \
+	"                      system config it does the work; named, it must answer\n" \
+	"  --no-daemon         use the installer directly (fails while shoald runs it)\n"
+
+/* ---- through shoald ---- */
+
+/* 1: shoald at the socket drives this system config, so the verb goes
+ * through it; 0: the installer is used directly; <0: -(exit code). A
+ * shoald that does not answer, has no system config, or drives another
+ * one is not used, unless --socket named it. */
+static int through_daemon(const char *verb, const struct opts *o)
+{
+	const char *path = socket_path(o->socket), *theirs;
+	char a[PATH_MAX], b[PATH_MAX];
+	json_t *req, *r;
+	int yes;
+
+	if (o->no_daemon)
+		return 0;
+	req = json_pack("{s:s}", "cmd", "status");
+	r = control_request(path, req, !o->socket);
+	json_decref(req);
+	if (!r)
+		return o->socket ? -EXIT_FAIL : 0;
+	theirs = json_string_value(json_object_get(json_object_get(r, "device"), "system_conf"));
+	yes = theirs && realpath(theirs, a) && realpath(sysconf_path(o->conf), b) && !strcmp(a, b);
+	if (!yes && o->socket) {
+		if (theirs)
+			log_error("%s: shoald at %s drives %s, not %s", verb, path, theirs, sysconf_path(o->conf));
+		else
+			log_error("%s: shoald at %s has no [device] system_conf: it installs nothing", verb, path);
+	}
+	json_decref(r);
+	return yes ? 1 : o->socket ? -EXIT_FAIL : 0;
+}
+
+static const char *reboot_word(int reboot)
+{
+	return reboot == REBOOT_NOW ? "now" : reboot == REBOOT_NONE ? "none" : NULL;
+}
+
+static int daemon_exit_code(json_t *reply)
+{
+	return install_exit_code(-(int)json_integer_value(json_object_get(reply, "errno")));
+}
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
+
+	nanosleep(&ts, NULL);
+}
+
+/* shoal install PATH with shoald: it checks, writes and switches; we
+ * follow its progress and say what came of it, as the direct mode does. */
+static int install_via_daemon(const struct opts *o, const char *source)
+{
+	const char *sock = socket_path(o->socket);
+	char abs[PATH_MAX], a[32], b[32], c[32];
+	struct ui u = { .json = o->json };
+	json_t *req, *start, *r = NULL;
+	json_int_t id;
+	int code;
+
+	if (o->n_trust) {
+		log_error("install: --trust is for a direct install: shoald trusts what [system] trust names (stop it "
+			  "and use --no-daemon)");
+		return EXIT_USAGE;
+	}
+	if (!realpath(source, abs)) {
+		log_error("install: %s: %s", source, strerror(errno));
+		return EXIT_FAIL;
+	}
+	req = json_pack("{s:s, s:s, s:s?}", "cmd", "install", "path", abs, "reboot", reboot_word(o->reboot));
+	start = control_exchange(sock, req, false);
+	json_decref(req);
+	if (!start)
+		return EXIT_FAIL;
+	if (!json_is_true(json_object_get(start, "ok"))) {
+		code = daemon_exit_code(start);
+		if (o->json)
+			print_json(json_pack("{s:b, s:s, s:s, s:O?}", "ok", 0, "via", "shoald", "phase", "verify", "error",
+					     json_object_get(start, "error")));
+		log_error("install failed in phase verify: shoald: %s",
+			  json_string_value(json_object_get(start, "error")) ?: "request failed");
+		json_decref(start);
+		return code;
+	}
+	id = json_integer_value(json_object_get(start, "id"));
+	if (!o->json)
+		log_info("shoald installs %s (counter %" JSON_INTEGER_FORMAT ") into slot %s",
+			 json_string_value(json_object_get(start, "version")),
+			 json_integer_value(json_object_get(start, "counter")),
+			 json_string_value(json_object_get(start, "slot")));
+	for (;;) {
+		enum install_phase ph;
+
+		req = json_pack("{s:s, s:I}", "cmd", "install-progress", "id", id);
+		r = control_exchange(sock, req, false);
+		json_decref(req);
+		if (!r || !json_is_true(json_object_get(r, "ok"))) {
+			ui_done(&u);
+			log_error("install: lost track of the install shoald runs%s%s; 'shoal status' shows where it stands",
+				  r ? ": " : "", r ? json_string_value(json_object_get(r, "error")) ?: "" : "");
+			json_decref(r);
+			json_decref(start);
+			return EXIT_FAIL;
+		}
+		if (!json_is_true(json_object_get(r, "running")))
+			break;
+		ph = install_phase_from_name(json_string_value(json_object_get(r, "phase")) ?: "");
+		if (ph == PHASE_WRITE || ph == PHASE_VERIFY_SLOT)
+			ui_progress(&u, ph, (uint64_t)json_integer_value(json_object_get(r, "done")),
+				    (uint64_t)json_integer_value(json_object_get(r, "total")));
+		json_decref(r);
+		sleep_ms(100);
+	}
+	ui_done(&u);
+	code = json_is_true(json_object_get(r, "installed")) ? EXIT_OK : daemon_exit_code(r);
+	if (o->json) {
+		json_t *j = json_pack("{s:b, s:s, s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:O}", "ok", code == EXIT_OK,
+				      "via", "shoald", "release", json_object_get(start, "release"), "version",
+				      json_object_get(start, "version"), "counter", json_object_get(start, "counter"),
+				      "slot", json_object_get(start, "slot"), "phase", json_object_get(r, "phase"),
+				      "image_size", json_object_get(r, "image_size"), "bytes_reused",
+				      json_object_get(r, "bytes_reused"), "bytes_in_slot", json_object_get(r, "bytes_in_slot"),
+				      "bytes_read", json_object_get(r, "bytes_read"), "rebooting", json_object_get(r, "rebooting"));
+
+		if (code != EXIT_OK)
+			json_object_set(j, "error", json_object_get(r, "error"));
+		print_json(j);
+	}
+	if (code != EXIT_OK) {
+		log_error("install failed in phase %s: %s", json_string_value(json_object_get(r, "phase")),
+			  json_string_value(json_object_get(r, "error")) ?: "(no reason given)");
+	} else if (!o->json) {
+		const char *slot = json_string_value(json_object_get(start, "slot"));
+
+		printf("installed %s (counter %" JSON_INTEGER_FORMAT ") into slot %s through shoald: %s image, %s reused "
+		       "from the active slot, %s read from %s\n", json_string_value(json_object_get(start, "version")),
+		       json_integer_value(json_object_get(start, "counter")), slot,
+		       size_format((uint64_t)json_integer_value(json_object_get(r, "image_size")), a, sizeof(a)),
+		       size_format((uint64_t)json_integer_value(json_object_get(r, "bytes_reused")), b, sizeof(b)),
+		       size_format((uint64_t)json_integer_value(json_object_get(r, "bytes_read")), c, sizeof(c)), abs);
+		if (json_integer_value(json_object_get(r, "bytes_in_slot")))
+			printf("resumed: %s were already written\n",
+			       size_format((uint64_t)json_integer_value(json_object_get(r, "bytes_in_slot")), a, sizeof(a)));
+		printf(json_is_true(json_object_get(r, "rebooting"))
+			       ? "rebooting into slot %s on trial\n"
+			       : "slot %s boots on trial at the next reboot (shoald reboots as [device] reboot says, and "
+				 "runs the health checks after it)\n", slot);
+	}
+	json_decref(r);
+	json_decref(start);
+	return code;
+}
 
 /* ---- install ---- */
 
@@ -179,17 +353,25 @@ int cmd_install(int argc, char **argv)
 		"pre-install hooks, write the slot (chunks the active slot holds are copied\n"
 		"from it first), check the whole slot against the manifest, post-install hooks,\n"
 		"set the trial in the bootloader, reboot. After the reboot 'shoal boot-check'\n"
-		"runs the health checks and commits or rolls back. Works with no shoald.\n\n"
+		"runs the health checks and commits or rolls back.\n\n"
+		"When shoald runs for this system config (its control socket answers), it\n"
+		"does the install: the same checks, and also the swarm's (the release must be\n"
+		"newer than every release the device holds; a fetch of an older one stops for\n"
+		"it, a fetch of one as new or newer makes this fail: shoald is busy), the write\n"
+		"and the slot check off its event loop, then [device] reboot. The device\n"
+		"serves the release to its peers from then on. With no shoald running the\n"
+		"installer is used directly. Exit codes are the same either way.\n\n"
 		"A release whose payload type is not 'ab-image' goes to the update module\n"
 		"[system] modules-dir/TYPE instead: Download, Install, then (unless it needs a\n"
 		"reboot) health checks and Commit, or Rollback. Exit 5 when it was rolled back.\n\n"
 		COMMON_HELP REBOOT_HELP
 		"  --trust ROOT.pub    a trusted root key besides [system] trust, for this install\n"
-		"                      only (repeatable): a keyring only it signs is not kept\n"
+		"                      only (repeatable): a keyring only it signs is not kept;\n"
+		"                      direct installs only\n"
+		DAEMON_HELP
 		"\nUsage: shoal install --fetched [--socket PATH] [--json]\n\n"
 		"Asks the running shoald to install the release it fetched into the inactive\n"
-		"slot ([device] install = manual waits for this). Exit 1 when none waits.\n"
-		"  --socket PATH       shoald's control socket (default $SHOAL_CONTROL_SOCKET)\n";
+		"slot ([device] install = manual waits for this). Exit 1 when none waits.\n";
 	_cleanup_(sysconf_freep) struct sysconf *sc = NULL;
 	_cleanup_(installer_freep) struct installer *in = NULL;
 	struct ui u = { 0 };
@@ -199,13 +381,15 @@ int cmd_install(int argc, char **argv)
 	char a[32], b[32], c[32], hex[2 * HASH_SIZE + 1];
 	int k;
 
-	if ((k = parse_opts("install", argc, argv, true, true, usage, &o)) != 0)
+	if ((k = parse_opts("install", argc, argv, true, true, true, usage, &o)) != 0)
 		return k < 0 ? EXIT_OK : k;
 	if (o.fetched) {
 		json_t *req, *r;
 
 		if (optind != argc)
 			return usage_error("install", "--fetched takes no bundle: shoald installs what it fetched");
+		if (o.no_daemon)
+			return usage_error("install", "--fetched asks shoald: not with --no-daemon");
 		req = json_pack("{s:s}", "cmd", "install");
 		r = control_request(socket_path(o.socket), req, false); /* says why when not "ok" */
 		json_decref(req);
@@ -221,6 +405,10 @@ int cmd_install(int argc, char **argv)
 	}
 	if (optind + 1 != argc)
 		return usage_error("install", "expects one bundle or release directory");
+	if ((k = through_daemon("install", &o)) < 0)
+		return -k;
+	if (k)
+		return install_via_daemon(&o, argv[optind]);
 	u.json = o.json;
 	if ((k = open_installer(o.conf, &u, o.trust, o.n_trust, &sc, &in, &err)) < 0) {
 		log_error("%s", err.msg);
@@ -268,14 +456,13 @@ int cmd_install(int argc, char **argv)
 
 /* ---- boot-check, mark-good, mark-bad, rollback ---- */
 
-static int finish(const char *verb, struct sysconf *sc, const struct opts *o, int k, const struct boot_check_result *r,
+static int finish(const char *verb, const char *booted, const struct opts *o, int k, const struct boot_check_result *r,
 		  const struct perr *err)
 {
 	if (o->json) {
 		json_t *j = json_pack("{s:b, s:s, s:s, s:I, s:s, s:s, s:b}", "ok", k == 0, "outcome",
 				      boot_check_outcome_name(r->outcome), "version", r->version, "counter",
-				      (json_int_t)r->counter, "booted", r->booted >= 0 ? sc->slots[r->booted].bootname : "",
-				      "report", r->report, "rebooting", r->rebooting);
+				      (json_int_t)r->counter, "booted", booted, "report", r->report, "rebooting", r->rebooting);
 
 		if (k < 0)
 			json_object_set_new(j, "error", json_string(err->msg));
@@ -304,6 +491,42 @@ static int finish(const char *verb, struct sysconf *sc, const struct opts *o, in
 
 enum after_boot { AB_CHECK, AB_GOOD, AB_BAD, AB_ROLLBACK };
 
+/* mark-good, mark-bad, rollback with shoald: it asks the installer and
+ * follows (what it serves, refuses, when it reboots). */
+static int judge_via_daemon(const char *verb, const struct opts *o)
+{
+	struct boot_check_result r = { .booted = -1 };
+	struct perr err = { "" };
+	const char *s;
+	json_t *req, *reply;
+	int k = 0;
+
+	req = json_pack("{s:s, s:s?}", "cmd", verb, "reboot", reboot_word(o->reboot));
+	reply = control_exchange(socket_path(o->socket), req, false);
+	json_decref(req);
+	if (!reply)
+		return EXIT_FAIL;
+	if (!json_is_true(json_object_get(reply, "ok"))) {
+		k = -(int)json_integer_value(json_object_get(reply, "errno"));
+		snprintf(err.msg, sizeof(err.msg), "shoald: %s",
+			 json_string_value(json_object_get(reply, "error")) ?: "request failed");
+		if (k >= 0)
+			k = -EIO;
+	} else {
+		s = json_string_value(json_object_get(reply, "outcome")) ?: "";
+		for (r.outcome = BOOT_CHECK_ABANDONED; r.outcome > BOOT_CHECK_NOTHING; r.outcome--)
+			if (!strcmp(s, boot_check_outcome_name(r.outcome)))
+				break;
+		snprintf(r.version, sizeof(r.version), "%s", json_string_value(json_object_get(reply, "version")) ?: "");
+		r.counter = (uint64_t)json_integer_value(json_object_get(reply, "counter"));
+		snprintf(r.report, sizeof(r.report), "%s", json_string_value(json_object_get(reply, "report")) ?: "");
+		r.rebooting = json_is_true(json_object_get(reply, "rebooting"));
+	}
+	k = finish(verb, json_string_value(json_object_get(reply, "booted")) ?: "", o, k, &r, &err);
+	json_decref(reply);
+	return k;
+}
+
 static int after_boot(const char *verb, enum after_boot what, const char *usage, int argc, char **argv)
 {
 	_cleanup_(sysconf_freep) struct sysconf *sc = NULL;
@@ -314,10 +537,12 @@ static int after_boot(const char *verb, enum after_boot what, const char *usage,
 	struct opts o;
 	int k;
 
-	if ((k = parse_opts(verb, argc, argv, what != AB_GOOD, false, usage, &o)) != 0)
+	if ((k = parse_opts(verb, argc, argv, what != AB_GOOD, false, what != AB_CHECK, usage, &o)) != 0)
 		return k < 0 ? EXIT_OK : k;
 	if (optind != argc)
 		return usage_error(verb, "unexpected argument '%s'", argv[optind]);
+	if (what != AB_CHECK && (k = through_daemon(verb, &o)) != 0)
+		return k < 0 ? -k : judge_via_daemon(verb, &o);
 	if ((k = open_installer(o.conf, &u, NULL, 0, &sc, &in, &err)) < 0) {
 		log_error("%s", err.msg);
 		return exit_code_for(k);
@@ -328,7 +553,7 @@ static int after_boot(const char *verb, enum after_boot what, const char *usage,
 	case AB_BAD: k = installer_mark_bad(in, o.reboot, &r, &err); break;
 	case AB_ROLLBACK: k = installer_rollback(in, o.reboot, &r, &err); break;
 	}
-	return finish(verb, sc, &o, k, &r, &err);
+	return finish(verb, r.booted >= 0 ? sc->slots[r.booted].bootname : "", &o, k, &r, &err);
 }
 
 int cmd_boot_check(int argc, char **argv)
@@ -348,7 +573,8 @@ int cmd_mark_good(int argc, char **argv)
 	return after_boot("mark-good", AB_GOOD,
 			  "Usage: shoal mark-good [OPTIONS]\n\n"
 			  "Commits the trial of the booted slot without the health checks (the commit\n"
-			  "hooks still run and can still refuse).\n\n" COMMON_HELP, argc, argv);
+			  "hooks still run and can still refuse). Through shoald when it runs.\n\n"
+			  COMMON_HELP DAEMON_HELP, argc, argv);
 }
 
 int cmd_mark_bad(int argc, char **argv)
@@ -356,7 +582,9 @@ int cmd_mark_bad(int argc, char **argv)
 	return after_boot("mark-bad", AB_BAD,
 			  "Usage: shoal mark-bad [OPTIONS]\n\n"
 			  "Rolls back the trial of the booted slot: the other slot boots next and the\n"
-			  "release is refused from then on.\n\n" COMMON_HELP REBOOT_HELP, argc, argv);
+			  "release is refused from then on (shoald, when it runs, does it, serves the\n"
+			  "release no more and does not fetch it again).\n\n" COMMON_HELP REBOOT_HELP DAEMON_HELP,
+			  argc, argv);
 }
 
 int cmd_rollback(int argc, char **argv)
@@ -365,7 +593,8 @@ int cmd_rollback(int argc, char **argv)
 			  "Usage: shoal rollback [OPTIONS]\n\n"
 			  "During a trial: mark-bad. With an install waiting for its reboot: cancels the\n"
 			  "trial (the release stays installable). Otherwise: the other slot boots next,\n"
-			  "when it holds a verified release.\n\n" COMMON_HELP REBOOT_HELP, argc, argv);
+			  "when it holds a verified release. Through shoald when it runs.\n\n"
+			  COMMON_HELP REBOOT_HELP DAEMON_HELP, argc, argv);
 }
 
 int cmd_boot_sim(int argc, char **argv)
@@ -381,7 +610,7 @@ int cmd_boot_sim(int argc, char **argv)
 	struct opts o;
 	int k, slot;
 
-	if ((k = parse_opts("boot-sim", argc, argv, false, false, usage, &o)) != 0)
+	if ((k = parse_opts("boot-sim", argc, argv, false, false, false, usage, &o)) != 0)
 		return k < 0 ? EXIT_OK : k;
 	if (optind != argc)
 		return usage_error("boot-sim", "unexpected argument '%s'", argv[optind]);

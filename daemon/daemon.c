@@ -15,6 +15,7 @@
 #include "discovery.h"
 #include "fleetd.h"
 #include "http.h"
+#include "install.h"
 #include "keys.h"
 #include "log.h"
 #include "origin.h"
@@ -183,6 +184,61 @@ static json_t *import_json(struct daemon *d, const char *path)
 	return json_pack("{s:b}", "ok", 1);
 }
 
+static json_t *error_json(int k, const struct perr *err)
+{
+	return json_pack("{s:b, s:s, s:i}", "ok", 0, "error", err->msg, "errno", -k);
+}
+
+/* "reboot": "now" | "none" | absent (the policy) */
+static int reboot_field(json_t *req, int *ret, struct perr *err)
+{
+	json_t *v = json_object_get(req, "reboot");
+	const char *s = json_string_value(v);
+
+	*ret = -1;
+	if (!v || json_is_null(v))
+		return 0;
+	if (s && !strcmp(s, "now"))
+		*ret = REBOOT_NOW;
+	else if (s && !strcmp(s, "none"))
+		*ret = REBOOT_NONE;
+	else
+		return perr_set(err, -EINVAL, "\"reboot\" is \"now\" or \"none\"");
+	return 0;
+}
+
+/* {"cmd": "install", "path": P, "reboot": R}: installs the release
+ * directory or bundle at P (`shoal install PATH`); the reply has the id
+ * that {"cmd": "install-progress", "id": N} follows. */
+static json_t *install_path_json(struct daemon *d, json_t *req)
+{
+	const char *path = json_string_value(json_object_get(req, "path"));
+	struct perr err = { "" };
+	json_t *reply = NULL;
+	int reboot, k;
+
+	if (!path || path[0] != '/')
+		return json_pack("{s:b, s:s, s:i}", "ok", 0, "error", "\"path\" (an absolute path) is required", "errno",
+				 EINVAL);
+	if ((k = reboot_field(req, &reboot, &err)) < 0 || (k = device_install_path(d, path, reboot, &reply, &err)) < 0)
+		return error_json(k, &err);
+	return reply;
+}
+
+/* {"cmd": "mark-good" | "mark-bad" | "rollback", "reboot": R} */
+static json_t *judge_json(struct daemon *d, const char *cmd, json_t *req)
+{
+	struct boot_check_result r;
+	struct perr err = { "" };
+	int reboot, k;
+
+	if ((k = reboot_field(req, &reboot, &err)) < 0 || (k = device_judge(d, cmd, reboot, &r, &err)) < 0)
+		return error_json(k, &err);
+	return json_pack("{s:b, s:s, s:s, s:I, s:s, s:s, s:b}", "ok", 1, "outcome", boot_check_outcome_name(r.outcome),
+			 "version", r.version, "counter", (json_int_t)r.counter, "booted", device_slot_name(d, r.booted),
+			 "report", r.report, "rebooting", device_rebooting(d));
+}
+
 static json_t *handle_request(struct daemon *d, const char *line)
 {
 	json_error_t jerr;
@@ -200,12 +256,17 @@ static json_t *handle_request(struct daemon *d, const char *line)
 
 		state_release_foreach(d->st, add_release, rel);
 		reply = json_pack("{s:b, s:o}", "ok", 1, "releases", rel);
+	} else if (!strcmp(cmd, "install") && json_object_get(req, "path")) {
+		reply = install_path_json(d, req);
+	} else if (!strcmp(cmd, "install-progress")) {
+		reply = device_install_progress(d, (uint64_t)json_integer_value(json_object_get(req, "id")));
+	} else if (!strcmp(cmd, "mark-good") || !strcmp(cmd, "mark-bad") || !strcmp(cmd, "rollback")) {
+		reply = judge_json(d, cmd, req);
 	} else if (!strcmp(cmd, "install") || !strcmp(cmd, "reboot")) {
 		struct perr err = { "" };
 		int k = !strcmp(cmd, "install") ? device_install_fetched(d, &err) : device_reboot_now(d, &err);
 
-		reply = k < 0 ? json_pack("{s:b, s:s, s:i}", "ok", 0, "error", err.msg, "errno", -k)
-			      : json_pack("{s:b}", "ok", 1);
+		reply = k < 0 ? error_json(k, &err) : json_pack("{s:b}", "ok", 1);
 	} else if (!strcmp(cmd, "peers"))
 		reply = json_pack("{s:b, s:o, s:o}", "ok", 1, "peers", swarm_peers_json(d->swarm), "banned", bans_json(d));
 	else if (!strcmp(cmd, "import"))

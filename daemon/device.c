@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <time.h>
 #include <unistd.h>
@@ -60,7 +61,39 @@ struct device {
 	char last_version[MANIFEST_VERSION_MAX + 1];
 	char last_detail[4096];
 	uint64_t last_verify_ms;
+
+	/* a release installed from a directory or bundle (`shoal install PATH`):
+	 * verified and begun on the loop, written and hashed off it */
+	struct {
+		struct installer_job *job;
+		struct install_result res;
+		uv_work_t work;
+		bool working, hashing;
+		int k;            /* of the step off the loop */
+		struct perr err;  /* ditto */
+		int reboot;       /* the request's --reboot, -1: [device] reboot */
+		uint64_t seq;     /* the running (or last) install's number */
+		char path[PATH_MAX];
+		/* the outcome of install done_seq, for `shoal install` to hear */
+		uint64_t done_seq;
+		int done_k;
+		struct perr done_err;
+		struct install_result done_res;
+		/* progress of the step off the loop (atomics: written there) */
+		unsigned phase;
+		uint64_t bytes, total;
+	} lo;
 };
+
+/* Called off the loop too (a local install's write and hash). */
+static void inst_progress(void *ud, enum install_phase phase, uint64_t done, uint64_t total)
+{
+	struct device *dev = ud;
+
+	__atomic_store_n(&dev->lo.phase, (unsigned)phase, __ATOMIC_RELAXED);
+	__atomic_store_n(&dev->lo.bytes, done, __ATOMIC_RELAXED);
+	__atomic_store_n(&dev->lo.total, total, __ATOMIC_RELAXED);
+}
 
 static void inst_log(void *ud, int level, const char *msg)
 {
@@ -168,12 +201,13 @@ static void boot_check(struct device *dev)
 
 int device_open(struct daemon *d, struct perr *err)
 {
-	struct installer_opts o = { .log = inst_log };
+	struct installer_opts o = { .log = inst_log, .progress = inst_progress };
 	struct device *dev = calloc(1, sizeof(*dev));
 	int k;
 
 	if (!dev)
 		return perr_set(err, -ENOMEM, "out of memory");
+	o.ud = dev;
 	d->dev = dev; /* daemon_deinit frees it */
 	dev->d = d;
 	dev->booted = -1;
@@ -191,6 +225,9 @@ int device_open(struct daemon *d, struct perr *err)
 				dev->sc->product, dev->sc->path);
 	if ((k = installer_open(dev->sc, &o, &dev->in, err)) < 0)
 		return k;
+	/* the slots are ours while we run: `shoal` goes through us */
+	if ((k = installer_lock(dev->in, err)) < 0)
+		return perr_prefix(err, k, "%s: ", dev->sc->path);
 	d->st = installer_state(dev->in);
 	log_info("system config %s: product %s, %s bootloader, slots %s (%s) and %s (%s), state in %s",
 		 dev->sc->path, dev->sc->product, bootloader_kind_name(dev->sc->bootloader), dev->sc->slots[0].bootname,
@@ -280,6 +317,23 @@ static void apply_reboot(struct device *dev)
 	}
 }
 
+/* A reboot is due: as the request said (--reboot now or none), else as
+ * the policy says. */
+static void reboot_as(struct device *dev, int reboot)
+{
+	const char *what = dev->rollback_reboot ? "the rollback" : dev->version;
+	struct perr err = { "" };
+
+	if (reboot == REBOOT_NOW) {
+		log_notice("rebooting for %s (--reboot now)", what);
+		reboot_now(dev, &err);
+	} else if (reboot == REBOOT_NONE) {
+		log_notice("reboot pending for %s: left to the operator (--reboot none)", what);
+	} else {
+		apply_reboot(dev);
+	}
+}
+
 int device_reboot_now(struct daemon *d, struct perr *err)
 {
 	struct device *dev = d->dev;
@@ -347,12 +401,15 @@ void device_stop(struct daemon *d)
 		uv_close((uv_handle_t *)&d->dev->window, NULL);
 	if (d->dev && d->dev->working)
 		uv_cancel((uv_req_t *)&d->dev->work);
+	if (d->dev && d->dev->lo.working)
+		uv_cancel((uv_req_t *)&d->dev->lo.work);
 }
 
 void device_free(struct device *dev)
 {
 	if (!dev)
 		return;
+	installer_job_free(dev->lo.job);
 	installer_free(dev->in);
 	sysconf_free(dev->sc);
 	free(dev->mbytes);
@@ -564,6 +621,325 @@ int device_install_fetched(struct daemon *d, struct perr *err)
 	return start_install(d->dev, err);
 }
 
+/* ---- installing a release shoald was handed (`shoal install PATH`) ---- */
+
+/* Why nothing may be installed now; 0 when the device is free. */
+static int device_free_for_install(struct device *dev, struct perr *err)
+{
+	struct daemon *d = dev->d;
+
+	if (dev->off[0])
+		return perr_set(err, -EBUSY, "installs are off: %s", dev->off);
+	if (dev->rollback_reboot)
+		return perr_set(err, -EBUSY, "a reboot into slot %s is due (a rollback): reboot first ('shoal status' "
+				"shows it)", device_slot_name(d, device_inactive_slot(d)));
+	if (dev->st == DEV_INSTALLING)
+		return perr_set(err, -EBUSY, "shoald is installing %s: wait for it ('shoal status' shows its phase)",
+				dev->version);
+	if (dev->st == DEV_REBOOTING)
+		return perr_set(err, -EBUSY, "reboot-command ran: the device is going down; install after the reboot");
+	if (dev->st == DEV_REBOOT_PENDING)
+		return perr_set(err, -EBUSY, "%s waits in slot %s for its trial boot: reboot (shoald runs the health "
+				"checks after it) or cancel it with 'shoal rollback' first", dev->version,
+				device_slot_name(d, device_inactive_slot(d)));
+	return 0;
+}
+
+static void local_step(struct device *dev, uv_work_cb work, uv_after_work_cb done);
+
+static void local_end(struct device *dev, int k, const struct perr *err)
+{
+	struct daemon *d = dev->d;
+
+	dev->lo.done_seq = dev->lo.seq;
+	dev->lo.done_k = k;
+	dev->lo.done_err = *err;
+	dev->lo.done_res = dev->lo.res;
+	if (k == 0) /* known to the swarm's records like a fetched release */
+		state_release_put(d->st, dev->id, installer_job_manifest(dev->lo.job, NULL, NULL), dev->mbytes, dev->mlen,
+				  REL_COMPLETE);
+	installer_job_free(dev->lo.job);
+	dev->lo.job = NULL;
+	__atomic_store_n(&dev->lo.phase, (unsigned)PHASE_NONE, __ATOMIC_RELAXED);
+	if (k < 0) {
+		log_err("install of %s from %s failed in phase %s: %s", dev->version, dev->lo.path,
+			install_phase_name(dev->lo.res.phase), err->msg);
+		set_last(dev, "failed", err->msg);
+		dev->st = DEV_IDLE;
+		return;
+	}
+	set_last(dev, "installed", "waiting for the trial boot");
+	dev->st = DEV_REBOOT_PENDING;
+	log_notice("%s (counter %" PRIu64 ") from %s installed in slot %s: it boots on trial at the next reboot; "
+		   "%" PRIu64 " bytes reused from the active slot, %" PRIu64 " read from it", dev->version, dev->counter,
+		   dev->lo.path, dev->sc->slots[dev->slot].bootname, dev->lo.res.bytes_reused, dev->lo.res.bytes_read);
+	/* from now on it is served like a fetched release: a USB stick on one
+	 * device seeds the LAN */
+	{
+		struct perr e = { "" };
+		int fd = open(dev->sc->slots[dev->slot].device, O_RDONLY | O_CLOEXEC);
+
+		swarm_keyring_reload(d->swarm);
+		if (fd < 0)
+			log_warn("slot %s: %s; %s is not served", dev->sc->slots[dev->slot].device, strerror(errno),
+				 dev->version);
+		else if (swarm_hold(d->swarm, dev->mbytes, dev->mlen, fd, dev->slot, &e) < 0)
+			log_warn("slot %s: %s", dev->sc->slots[dev->slot].bootname, e.msg);
+		else
+			log_info("serving %s (counter %" PRIu64 ") from slot %s (installed, inactive)", dev->version,
+				 dev->counter, dev->sc->slots[dev->slot].bootname);
+	}
+	reboot_as(dev, dev->lo.reboot);
+}
+
+static void local_hash_work(uv_work_t *w)
+{
+	struct device *dev = container_of(w, struct device, lo.work);
+
+	dev->lo.err.msg[0] = '\0';
+	dev->lo.k = installer_job_hash(dev->lo.job, &dev->lo.err);
+}
+
+static void local_write_work(uv_work_t *w)
+{
+	struct device *dev = container_of(w, struct device, lo.work);
+
+	dev->lo.err.msg[0] = '\0';
+	dev->lo.k = installer_job_write(dev->lo.job, &dev->lo.err);
+}
+
+static void local_step_done(uv_work_t *w, int status)
+{
+	struct device *dev = container_of(w, struct device, lo.work);
+	struct perr err = dev->lo.err;
+	int k;
+
+	dev->lo.working = false;
+	if (status < 0 || dev->d->stopping || dev->stopping) {
+		/* the install stays in its phase: the next start abandons it */
+		log_notice("install of %s from %s interrupted in phase %s by the shutdown", dev->version, dev->lo.path,
+			   dev->lo.hashing ? "verify-slot" : "write");
+		installer_job_free(dev->lo.job);
+		dev->lo.job = NULL;
+		return;
+	}
+	if (!dev->lo.hashing) {
+		if ((k = installer_job_written(dev->lo.job, dev->lo.k, &err)) < 0) {
+			local_end(dev, k, &err);
+			return;
+		}
+		dev->lo.hashing = true;
+		local_step(dev, local_hash_work, local_step_done);
+		return;
+	}
+	k = installer_job_finish(dev->lo.job, dev->lo.k, REBOOT_NONE, &err);
+	local_end(dev, k, &err);
+}
+
+static void local_step(struct device *dev, uv_work_cb work, uv_after_work_cb done)
+{
+	struct perr err = { "" };
+	int k;
+
+	dev->lo.working = true;
+	if ((k = uv_queue_work(&dev->d->loop, &dev->lo.work, work, done)) < 0) {
+		dev->lo.working = false;
+		perr_set(&err, k, "cannot start the %s off the event loop: %s", dev->lo.hashing ? "slot check" : "write",
+			 uv_strerror(k));
+		k = dev->lo.hashing ? installer_job_finish(dev->lo.job, k, REBOOT_NONE, &err)
+				    : installer_job_written(dev->lo.job, k, &err);
+		local_end(dev, k < 0 ? k : -EIO, &err);
+	}
+}
+
+int device_install_path(struct daemon *d, const char *path, int reboot, json_t **ret, struct perr *err)
+{
+	struct device *dev = d->dev;
+	_cleanup_(installer_job_freep) struct installer_job *job = NULL;
+	const struct manifest *m, *fm;
+	const uint8_t *mb;
+	uint8_t *copy;
+	size_t ml;
+	uint64_t newest;
+	char hex[2 * HASH_SIZE + 1];
+	int k;
+
+	if (!dev)
+		return perr_set(err, -ENOENT, "this shoald has no [device] system_conf: it installs nothing");
+	if ((k = device_free_for_install(dev, err)) < 0)
+		return k;
+	/* checked as the installer checks any release: trust, product, the
+	 * floors, expiry, the refused list, the slot size */
+	if ((k = installer_job_open(dev->in, path, &dev->lo.res, &job, err)) < 0)
+		goto refused;
+	m = installer_job_manifest(job, &mb, &ml);
+	if (installer_job_is_module(job)) {
+		k = perr_set(err, -EOPNOTSUPP, "payload type '%s' is installed by an update module, which shoald does "
+			     "not run: stop shoald and run 'shoal install --no-daemon'", m->payload_type);
+		goto refused;
+	}
+	/* and as the swarm checks an offered one: newer than every release
+	 * the device holds (the same release again is allowed: a resume, or
+	 * a trial cancelled before its reboot) */
+	newest = swarm_newest_counter(d->swarm);
+	if (m->counter < newest || (m->counter == newest && !swarm_holds(d->swarm, dev->lo.res.release))) {
+		k = perr_set(err, -EPERM, "release counter %" PRIu64 " is not above %" PRIu64 ", the newest this device "
+			     "holds (rollback refused)", m->counter, newest);
+		goto refused;
+	}
+	/* a fetch writes the same slot: a newer bundle replaces an older
+	 * fetch; a fetch of a release as new or newer goes on */
+	if ((fm = swarm_fetching(d->swarm))) {
+		char why[256];
+
+		if (fm->counter >= m->counter)
+			return perr_set(err, -EBUSY, "shoald is fetching %s (counter %" PRIu64 ") into slot %s, not older "
+					"than %s (counter %" PRIu64 "): it installs as [device] install says",
+					fm->version, fm->counter, device_slot_name(d, device_inactive_slot(d)), m->version,
+					m->counter);
+		snprintf(why, sizeof(why), "%s (counter %" PRIu64 ") from %s is installed instead", m->version,
+			 m->counter, path);
+		swarm_fetch_abort(d->swarm, why);
+	}
+	if (!(copy = malloc(ml)))
+		return perr_set(err, -ENOMEM, "out of memory");
+	memcpy(copy, mb, ml);
+	if (dev->st == DEV_FETCHED)
+		log_notice("%s, fetched and waiting for its install, is replaced by %s from %s", dev->version, m->version,
+			   path);
+	free(dev->mbytes);
+	dev->mbytes = copy;
+	dev->mlen = ml;
+	memcpy(dev->id, dev->lo.res.release, HASH_SIZE);
+	snprintf(dev->version, sizeof(dev->version), "%s", m->version);
+	dev->counter = m->counter;
+	dev->slot = device_inactive_slot(d);
+	dev->image_size = m->image_size;
+	dev->st = DEV_INSTALLING;
+	if ((k = installer_job_begin(job, err)) < 0) {
+		log_err("install of %s from %s failed in phase %s: %s", m->version, path,
+			install_phase_name(dev->lo.res.phase), err->msg);
+		set_last(dev, "failed", err->msg);
+		dev->st = DEV_IDLE;
+		return k;
+	}
+	swarm_drop_slot(d->swarm, dev->slot, "is overwritten");
+	log_notice("installing %s (counter %" PRIu64 ") from %s into slot %s (%s)", m->version, m->counter, path,
+		   dev->sc->slots[dev->slot].bootname, dev->sc->slots[dev->slot].device);
+	*ret = json_pack("{s:b, s:I, s:s, s:s, s:I, s:s, s:I}", "ok", 1, "id", (json_int_t)(dev->lo.seq + 1), "release",
+			 hex_encode(dev->id, HASH_SIZE, hex), "version", m->version, "counter", (json_int_t)m->counter,
+			 "slot", dev->sc->slots[dev->slot].bootname, "image_size", (json_int_t)m->image_size);
+	dev->lo.job = TAKE_PTR(job);
+	dev->lo.seq++;
+	dev->lo.reboot = reboot;
+	dev->lo.hashing = false;
+	snprintf(dev->lo.path, sizeof(dev->lo.path), "%s", path);
+	local_step(dev, local_write_work, local_step_done);
+	return 0;
+refused:
+	log_warn("install of %s refused: %s", path, err->msg);
+	return k;
+}
+
+json_t *device_install_progress(struct daemon *d, uint64_t id)
+{
+	struct device *dev = d->dev;
+	const struct install_result *r;
+
+	if (!dev)
+		return json_pack("{s:b, s:s}", "ok", 0, "error", "this shoald has no [device] system_conf");
+	if (id && id == dev->lo.seq && dev->lo.job) {
+		unsigned ph = __atomic_load_n(&dev->lo.phase, __ATOMIC_RELAXED);
+
+		return json_pack("{s:b, s:b, s:s, s:I, s:I}", "ok", 1, "running", 1, "phase",
+				 install_phase_name(ph ? (enum install_phase)ph : dev->lo.res.phase), "done",
+				 (json_int_t)__atomic_load_n(&dev->lo.bytes, __ATOMIC_RELAXED), "total",
+				 (json_int_t)__atomic_load_n(&dev->lo.total, __ATOMIC_RELAXED));
+	}
+	if (!id || id != dev->lo.done_seq)
+		return json_pack("{s:b, s:s}", "ok", 0, "error", "no such install (did shoald restart? 'shoal status' "
+				 "shows what it knows)");
+	r = &dev->lo.done_res;
+	return json_pack("{s:b, s:b, s:b, s:s, s:s?, s:i, s:I, s:I, s:I, s:I, s:b}", "ok", 1, "running", 0, "installed",
+			 dev->lo.done_k == 0, "phase", install_phase_name(r->phase), "error",
+			 dev->lo.done_k < 0 ? dev->lo.done_err.msg : NULL, "errno", -dev->lo.done_k, "image_size",
+			 (json_int_t)r->image_size, "bytes_reused", (json_int_t)r->bytes_reused, "bytes_in_slot",
+			 (json_int_t)r->bytes_in_slot, "bytes_read", (json_int_t)r->bytes_read, "rebooting",
+			 dev->st == DEV_REBOOTING);
+}
+
+/* ---- the operator's word: mark-good, mark-bad, rollback ---- */
+
+bool device_rebooting(struct daemon *d)
+{
+	return d->dev && d->dev->st == DEV_REBOOTING;
+}
+
+int device_judge(struct daemon *d, const char *verb, int reboot, struct boot_check_result *res, struct perr *err)
+{
+	struct device *dev = d->dev;
+	int k;
+
+	*res = (struct boot_check_result){ .booted = -1 };
+	if (!dev)
+		return perr_set(err, -ENOENT, "this shoald has no [device] system_conf");
+	if (dev->st == DEV_INSTALLING)
+		return perr_set(err, -EBUSY, "shoald is installing %s: wait for it ('shoal status' shows its phase)",
+				dev->version);
+	if (!strcmp(verb, "mark-good"))
+		k = installer_mark_good(dev->in, res, err);
+	else if (!strcmp(verb, "mark-bad"))
+		k = installer_mark_bad(dev->in, REBOOT_NONE, res, err);
+	else
+		k = installer_rollback(dev->in, REBOOT_NONE, res, err);
+	if (k < 0) {
+		log_warn("%s: %s", verb, err->msg);
+		return k;
+	}
+	snprintf(dev->version, sizeof(dev->version), "%s", res->version);
+	dev->boot = *res;
+	switch (res->outcome) {
+	case BOOT_CHECK_COMMITTED:
+		log_notice("%s: %s (counter %" PRIu64 ") committed in slot %s", verb, res->version, res->counter,
+			   device_slot_name(d, res->booted));
+		set_last(dev, "committed", "marked good by the operator");
+		break;
+	case BOOT_CHECK_ROLLED_BACK:
+	case BOOT_CHECK_FELL_BACK:
+		log_warn("%s: %s (counter %" PRIu64 ") rolled back: slot %s boots next", verb, res->version, res->counter,
+			 device_slot_name(d, device_inactive_slot(d)));
+		set_last(dev, "rolled-back", res->report[0] ? res->report : "by the operator");
+		break;
+	case BOOT_CHECK_ABANDONED:
+		log_notice("%s: the trial of %s is cancelled before its reboot; it stays installable", verb, res->version);
+		set_last(dev, "cancelled", "by the operator before the reboot");
+		if (dev->window_init)
+			uv_timer_stop(&dev->window);
+		break;
+	case BOOT_CHECK_NOTHING:
+	case BOOT_CHECK_REBOOT_PENDING:
+		break;
+	}
+	if (dev->st == DEV_REBOOT_PENDING || dev->st == DEV_FETCHED)
+		dev->st = DEV_IDLE;
+	/* what is refused now is served no more */
+	for (int i = 0; i < SYSCONF_SLOTS; i++) {
+		struct state_slot s = { 0 };
+
+		if (state_slot_get(d->st, i, &s) == 0 && s.has_release && s.manifest &&
+		    (!strcmp(s.state, "bad") || slot_refused(d->st, &s)))
+			swarm_drop_slot(d->swarm, i, "was refused");
+		free(s.manifest);
+	}
+	/* another slot boots next: nothing is written into it before that
+	 * reboot, which follows [device] reboot (or the request's --reboot) */
+	if (primary_elsewhere(dev)) {
+		dev->rollback_reboot = true;
+		reboot_as(dev, reboot);
+	}
+	return 0;
+}
+
 /* ---- status ---- */
 
 json_t *device_status_json(struct daemon *d)
@@ -585,6 +961,12 @@ json_t *device_status_json(struct daemon *d)
 		json_object_set_new(o, "error", json_string(dev->off));
 	if (dev->rollback_reboot)
 		json_object_set_new(o, "reboot_due", json_string("rollback"));
+	if (dev->lo.job)
+		json_object_set_new(o, "progress",
+				    json_pack("{s:s, s:s, s:I, s:I}", "source", dev->lo.path, "phase",
+					      install_phase_name(__atomic_load_n(&dev->lo.phase, __ATOMIC_RELAXED)), "done",
+					      (json_int_t)__atomic_load_n(&dev->lo.bytes, __ATOMIC_RELAXED), "total",
+					      (json_int_t)__atomic_load_n(&dev->lo.total, __ATOMIC_RELAXED)));
 	if (state_install_get(d->st, &p) == 0) {
 		json_object_set_new(o, "phase", json_string(p.phase));
 		json_object_set_new(o, "release", json_string(hex_encode(p.release, HASH_SIZE, hex)));

@@ -62,6 +62,31 @@ int device_install_fetched(struct daemon *d, struct perr *err);
 /* Runs the reboot an install left pending now (the gateway's word, or an
  * operator), whatever [device] reboot says. -ENOENT when none is due. */
 int device_reboot_now(struct daemon *d, struct perr *err);
+/* Installs the release directory or bundle at path (`shoal install PATH`):
+ * checked as the installer checks any release, and as the swarm checks
+ * an offered one (newer than every release held; a fetch of an older
+ * release stops for it, a fetch of one as new or newer makes it -EBUSY);
+ * then written into the inactive slot (local reuse first) and hashed off
+ * the loop, post-install hooks, mark-trial, served to peers, and the
+ * reboot as reboot (REBOOT_NOW, REBOOT_NONE, -1: [device] reboot) says.
+ * Returns at once: 0 and *ret (the reply: "id" to follow it with
+ * device_install_progress, "release", "version", "counter", "slot") when
+ * it started; else the refusal (-EPERM, -EKEYREJECTED, ...) or -EBUSY,
+ * err says why, and nothing was touched. */
+int device_install_path(struct daemon *d, const char *path, int reboot, json_t **ret, struct perr *err);
+/* Install id while it runs: {"running": true, "phase", "done", "total"};
+ * after it: {"running": false, "installed", "phase", "error", "errno",
+ * "bytes_*", "rebooting"}; "ok": false for an id it does not know. */
+json_t *device_install_progress(struct daemon *d, uint64_t id);
+/* verb "mark-good", "mark-bad" or "rollback" on the installer, then the
+ * daemon follows: the refused release is no longer served (nor fetched),
+ * a reboot into the other slot follows reboot (as for
+ * device_install_path). Errors as installer_mark_good & co.; -EBUSY
+ * while an install runs. */
+struct boot_check_result;
+int device_judge(struct daemon *d, const char *verb, int reboot, struct boot_check_result *res, struct perr *err);
+/* reboot-command ran (the device is going down). */
+bool device_rebooting(struct daemon *d);
 /* The install side of the device, for status and reports:
  *   {"system_conf", "install": "auto"|"manual", "reboot": "now"|...,
  *    "booted": "A", "inactive": "B",

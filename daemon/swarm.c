@@ -1034,6 +1034,77 @@ static int commit_partial(struct swarm *sw, struct held *h, struct perr *err)
 	return 0;
 }
 
+void swarm_drop_slot(struct swarm *sw, int slot, const char *why)
+{
+	for (struct held **pp = &sw->held; *pp;) {
+		struct held *o = *pp;
+
+		if (slot >= 0 && o->slot == slot && !(sw->fetch && sw->fetch->h == o)) {
+			log_info("release %s in slot %s %s: no longer served", o->m->version, device_slot_name(sw->d, o->slot),
+				 why);
+			*pp = o->next;
+			held_free(o);
+		} else {
+			pp = &o->next;
+		}
+	}
+	broadcast_releases(sw);
+}
+
+const struct manifest *swarm_fetching(struct swarm *sw)
+{
+	return sw->fetch ? sw->fetch->h->m : NULL;
+}
+
+void swarm_fetch_abort(struct swarm *sw, const char *why)
+{
+	struct fetch *f = sw->fetch;
+	struct held *h;
+
+	if (!f)
+		return;
+	h = f->h;
+	log_notice("the fetch of %s (counter %" PRIu64 ") stops: %s", h->m->version, h->m->counter, why);
+	for (struct peer *p = sw->peers; p; p = p->next) {
+		if (p->in_sched)
+			sched_peer_remove(f->sched, p->sp);
+		p->in_sched = false;
+		p->sent_bitfield = false;
+	}
+	fetch_free(f);
+	sw->fetch = NULL;
+	for (struct held **pp = &sw->held; *pp; pp = &(*pp)->next)
+		if (*pp == h) {
+			*pp = h->next;
+			break;
+		}
+	/* its chunks in the slot are about to be overwritten */
+	state_have_clear(sw->d->st, h->id);
+	held_free(h);
+	broadcast_releases(sw);
+}
+
+void swarm_keyring_reload(struct swarm *sw)
+{
+	struct keyring *kr = NULL;
+	uint8_t *bytes = NULL;
+	size_t len;
+
+	if (state_keyring_get(sw->d->st, &bytes, &len) < 0)
+		return;
+	if (keyring_parse(bytes, len, &kr, NULL) < 0 || (sw->keyring && kr->version <= sw->keyring->version)) {
+		keyring_free(kr);
+		free(bytes);
+		return;
+	}
+	log_notice("keyring v%" PRIu64 " from the installer is served from now on", kr->version);
+	keyring_free(sw->keyring);
+	free(sw->keyring_bytes);
+	sw->keyring = kr;
+	sw->keyring_bytes = bytes;
+	sw->keyring_len = len;
+}
+
 /* Starts fetching h (accepted, recorded). Takes h. */
 static int fetch_start(struct swarm *sw, struct held *h, struct perr *err)
 {
@@ -1055,18 +1126,7 @@ static int fetch_start(struct swarm *sw, struct held *h, struct perr *err)
 				 ? SCHED_SEED_OFFLOAD : SCHED_SEED_STRICT;
 	if (sw->d->dev) {
 		/* straight into the inactive slot: whatever it held is gone */
-		for (struct held **pp = &sw->held; *pp;) {
-			struct held *o = *pp;
-
-			if (o->slot >= 0 && o->slot == device_inactive_slot(sw->d)) {
-				log_info("release %s in slot %s is overwritten: no longer served", o->m->version,
-					 device_slot_name(sw->d, o->slot));
-				*pp = o->next;
-				held_free(o);
-			} else {
-				pp = &o->next;
-			}
-		}
+		swarm_drop_slot(sw, device_inactive_slot(sw->d), "is overwritten");
 		h->fd = device_fetch_target(sw->d, h->m, &h->slot, err);
 		if (h->fd < 0) {
 			fetch_free(f);

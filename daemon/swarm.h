@@ -50,6 +50,20 @@ int swarm_hold(struct swarm *sw, const uint8_t *mbytes, size_t mlen, int fd, int
 void swarm_forget(struct swarm *sw, const uint8_t id[HASH_SIZE]);
 unsigned swarm_load(struct swarm *sw);
 
+/* ---- for a device installing a release it was handed (device.c) ---- */
+
+/* The release being fetched, or NULL. */
+const struct manifest *swarm_fetching(struct swarm *sw);
+/* Stops the fetch: what it wrote into the slot is forgotten (the slot is
+ * about to be written by an install). why ends "the fetch of V stops: ". */
+void swarm_fetch_abort(struct swarm *sw, const char *why);
+/* The releases held in slot (a slot index) are no longer served: it is
+ * overwritten, or its release was refused. why follows "release V in slot
+ * X ". */
+void swarm_drop_slot(struct swarm *sw, int slot, const char *why);
+/* The installer stored a newer keyring: peers get it from now on. */
+void swarm_keyring_reload(struct swarm *sw);
+
 /* The fleet's messages: REPORT to every connected gateway (returns how
  * many), COMMAND to one device (-ENOTCONN when it is not connected). */
 struct msg;

@@ -181,9 +181,15 @@ static int lock(struct installer *in, struct perr *err)
 
 		close(in->lock_fd);
 		in->lock_fd = -1;
-		return perr_set(err, k, "another installer holds %s", path);
+		return perr_set(err, k, "another installer holds %s (a running shoald holds it: 'shoal' goes through "
+				"it unless told --no-daemon)", path);
 	}
 	return 0;
+}
+
+int installer_lock(struct installer *in, struct perr *err)
+{
+	return lock(in, err);
 }
 
 /* ---- slots ---- */
@@ -351,8 +357,10 @@ static int keep_written(struct writer *w, uint8_t *buf, struct perr *err)
 	return 0;
 }
 
-static int write_slot(struct installer *in, struct release *r, int fd, int active, bool resume,
-		      struct install_result *res, struct perr *err)
+/* Touches no state (it may run on any thread): om is the active slot's
+ * release when known (NULL: its content is chunked to find reuse). */
+static int write_slot(struct installer *in, struct release *r, int fd, int active, const struct manifest *om,
+		      bool resume, struct install_result *res, struct perr *err)
 {
 	const struct manifest *m = r->manifest;
 	struct writer w = { .in = in, .m = m, .fd = fd, .res = res };
@@ -360,7 +368,6 @@ static int write_slot(struct installer *in, struct release *r, int fd, int activ
 	_cleanup_(freep) struct want *want = calloc(m->n_chunks ? m->n_chunks : 1, sizeof(*want));
 	_cleanup_(freep) uint8_t *done = calloc(m->n_chunks / 8 + 1, 1);
 	_cleanup_(freep) uint8_t *buf = malloc(cap);
-	struct state_slot old = { 0 };
 	uint64_t asize;
 	int afd, k;
 
@@ -381,18 +388,14 @@ static int write_slot(struct installer *in, struct release *r, int fd, int activ
 	/* local reuse: the active slot holds most of the next release */
 	afd = slot_open(in, active, O_RDONLY, &asize, err);
 	if (afd >= 0) {
-		_cleanup_(manifest_freep) struct manifest *om = NULL;
-
 		struct reuse_ops ops = { writer_wanted, writer_offer, &w };
 
-		if (state_slot_get(in->st, active, &old) == 0 && old.manifest &&
-		    manifest_parse(old.manifest, old.manifest_len, &om, NULL) == 0)
+		if (om)
 			k = reuse_known(afd, asize, om, &ops, err);
 		else
 			k = reuse_scan(afd, asize, &m->chunking, &ops, err);
 		if (k < 0)
 			perr_prefix(err, k, "the active slot: ");
-		free(old.manifest);
 		close(afd);
 		if (k < 0)
 			return k;
@@ -750,41 +753,89 @@ static int switch_to(struct installer *in, const uint8_t id[HASH_SIZE], const st
 	return 0;
 }
 
-int installer_install(struct installer *in, const char *source, int reboot, struct install_result *res,
-		      struct perr *err)
-{
-	_cleanup_(release_closep) struct release *r = NULL;
-	_cleanup_(freep) uint8_t *mbytes = NULL;
-	struct install_result dummy;
-	struct state_install pend = { 0 }, old = { 0 };
-	struct state_slot tslot = { 0 };
-	struct hook_ctx h;
-	struct boot_env env;
-	uint8_t id[HASH_SIZE], got[HASH_SIZE];
-	uint64_t tsize = 0;
-	size_t mlen;
-	char boot_id[64];
-	bool resume = false;
-	int active, target, fd, k;
+/* ---- a release from a directory or bundle, in steps ---- */
 
-	if (!res)
-		res = &dummy;
+struct installer_job {
+	struct installer *in;
+	struct install_result *res;
+	struct release *r;
+	uint8_t *mbytes;
+	size_t mlen;
+	uint8_t id[HASH_SIZE];
+	char source[PATH_MAX];
+	char boot_id[64];
+	struct boot_env env;
+	int active, target, fd;
+	bool module, resume;
+	/* an interrupted install of another release, ended at begin */
+	bool abandon_old;
+	char old_version[MANIFEST_VERSION_MAX + 1];
+	char old_phase[32];
+	struct manifest *om; /* the active slot's release, for reuse */
+	uint8_t got[HASH_SIZE];
+};
+
+void installer_job_free(struct installer_job *j)
+{
+	if (!j)
+		return;
+	release_close(j->r);
+	free(j->mbytes);
+	manifest_free(j->om);
+	if (j->fd >= 0)
+		close(j->fd);
+	free(j);
+}
+
+bool installer_job_is_module(const struct installer_job *j)
+{
+	return j->module;
+}
+
+const struct manifest *installer_job_manifest(const struct installer_job *j, const uint8_t **ret_bytes,
+					      size_t *ret_len)
+{
+	if (ret_bytes)
+		*ret_bytes = j->mbytes;
+	if (ret_len)
+		*ret_len = j->mlen;
+	return j->r->manifest;
+}
+
+int installer_job_open(struct installer *in, const char *source, struct install_result *res,
+		       struct installer_job **ret, struct perr *err)
+{
+	_cleanup_(installer_job_freep) struct installer_job *j = calloc(1, sizeof(*j));
+	struct state_install old = { 0 };
+	struct state_slot s = { 0 };
+	uint64_t tsize = 0;
+	int k;
+
 	memset(res, 0, sizeof(*res));
 	res->slot = -1;
+	if (!j)
+		return perr_set(err, -ENOMEM, "out of memory");
+	j->in = in;
+	j->res = res;
+	j->fd = -1;
+	snprintf(j->source, sizeof(j->source), "%s", source);
 	if ((k = lock(in, err)) < 0)
 		return k;
-	if ((k = boot_booted_slot(in->sc, &active, boot_id, sizeof(boot_id), err)) < 0)
+	if ((k = boot_booted_slot(in->sc, &j->active, j->boot_id, sizeof(j->boot_id), err)) < 0)
 		return k;
-	target = active ? 0 : 1;
+	j->target = j->active ? 0 : 1;
 	/* the environment must be sound before anything is touched */
-	if ((k = bootloader_read(in->bl, &env, err)) < 0)
+	if ((k = bootloader_read(in->bl, &j->env, err)) < 0)
 		return k;
-	if ((k = release_open(source, &r, err)) < 0 || (k = release_id(r->manifest, &mbytes, &mlen, id, err)) < 0)
+	if ((k = release_open(source, &j->r, err)) < 0 || (k = release_id(j->r->manifest, &j->mbytes, &j->mlen, j->id, err)) < 0)
 		return k;
-	fill_res(res, id, r->manifest, target);
+	fill_res(res, j->id, j->r->manifest, j->target);
 	res->phase = PHASE_VERIFY;
-	if (strcmp(r->manifest->payload_type, PAYLOAD_AB_IMAGE) != 0)
-		return module_install(in, r, id, mbytes, mlen, source, boot_id, reboot, res, err);
+	if (strcmp(j->r->manifest->payload_type, PAYLOAD_AB_IMAGE) != 0) {
+		j->module = true; /* module_install checks it its own way */
+		*ret = TAKE_PTR(j);
+		return 0;
+	}
 
 	k = state_install_get(in->st, &old);
 	if (k == 0) {
@@ -797,76 +848,141 @@ int installer_install(struct installer *in, const char *source, int reboot, stru
 		if (op >= PHASE_MARK_TRIAL)
 			return perr_set(err, -EBUSY, "release %s is already on trial (phase %s): run 'shoal boot-check' after "
 					"the reboot, or 'shoal rollback' to cancel it", old.version, old.phase);
-		resume = !memcmp(old.release, id, HASH_SIZE) && old.slot == target && op >= PHASE_WRITE;
-		if (!resume) {
-			say(in, LOG_NOTICE, "an interrupted install of %s (phase %s) is abandoned", old.version, old.phase);
-			noted(in, state_install_end(in->st, "abandoned", "replaced by a new install"), "ending the install");
+		j->resume = !memcmp(old.release, j->id, HASH_SIZE) && old.slot == j->target && op >= PHASE_WRITE;
+		if (!j->resume) {
+			j->abandon_old = true;
+			snprintf(j->old_version, sizeof(j->old_version), "%s", old.version);
+			snprintf(j->old_phase, sizeof(j->old_phase), "%s", old.phase);
 		}
 	} else if (k != -ENOENT) {
 		return perr_set(err, k, "state: %s", strerror(-k));
 	}
-	if (resume && state_slot_get(in->st, target, &tslot) == 0) {
-		resume = !strcmp(tslot.state, "writing");
-		free(tslot.manifest);
+	if (j->resume && state_slot_get(in->st, j->target, &s) == 0) {
+		j->resume = !strcmp(s.state, "writing");
+		free(s.manifest);
+		s = (struct state_slot){ 0 };
 	}
 
-	/* verify: nothing is written before the release passes */
-	fd = slot_open(in, target, O_RDWR, &tsize, err);
-	if (fd < 0)
-		return fd;
+	/* verify: nothing is written (or ended) before the release passes */
 	{
-		_cleanup_(closep) int tfd = fd;
+		_cleanup_(closep) int fd = slot_open(in, j->target, O_RDONLY, &tsize, err);
 
-		if ((k = verify_release(in, r, id, tsize, err)) < 0) {
-			state_event_add(in->st, id, r->manifest->version, target, "verify", "refused", err->msg);
-			return k;
-		}
-		if (!resume) {
-			pend = (struct state_install){ .counter = r->manifest->counter, .slot = target,
-						       .manifest = mbytes, .manifest_len = mlen };
-			memcpy(pend.release, id, HASH_SIZE);
-			snprintf(pend.version, sizeof(pend.version), "%s", r->manifest->version);
-			snprintf(pend.phase, sizeof(pend.phase), "%s", install_phase_name(PHASE_VERIFY));
-			if (!realpath(source, pend.source))
-				snprintf(pend.source, sizeof(pend.source), "%s", source);
-			if ((k = state_install_begin(in->st, &pend)) < 0)
-				return perr_set(err, k, "state: %s", strerror(-k));
-			crash_point(PHASE_VERIFY);
-		}
-		say(in, LOG_INFO, "installing %s %s (counter %" PRIu64 ") into slot %s (%s)%s", r->manifest->product,
-		    r->manifest->version, r->manifest->counter, in->sc->slots[target].bootname, in->sc->slots[target].device,
-		    resume ? ", resuming" : "");
-		hook_env(in, &h, id, r->manifest->version, r->manifest->counter, target, PHASE_PRE_INSTALL, source);
-
-		if ((k = pre_install(in, &h, res, err)) < 0)
-			return k;
-
-		if ((k = keep_running_primary(in, active, target, id, r->manifest->version, err)) < 0)
-			return abandon(in, k, err);
-
-		res->phase = PHASE_WRITE;
-		if ((k = enter(in, PHASE_WRITE, NULL, err)) < 0)
-			return k;
-		if (!resume && (k = state_slot_set(in->st, target, "writing", NULL, NULL, NULL, 0)) < 0)
-			return perr_set(err, k, "state: %s", strerror(-k));
-		if ((k = write_slot(in, r, tfd, active, resume, res, err)) < 0)
-			return abandon(in, k, err);
-
-		res->phase = PHASE_VERIFY_SLOT;
-		if ((k = enter(in, PHASE_VERIFY_SLOT, NULL, err)) < 0)
-			return k;
-		if ((k = hash_slot(in, tfd, r->manifest->image_size, got, err)) < 0)
-			return abandon(in, k, err);
-		if (sodium_memcmp(got, r->manifest->image_hash, HASH_SIZE) != 0) {
-			perr_set(err, -EILSEQ, "slot %s does not read back as the image (hash mismatch): the device or the "
-				 "release source is faulty", in->sc->slots[target].bootname);
-			return abandon(in, -EILSEQ, err);
-		}
-		if ((k = state_slot_set(in->st, target, "installed", id, r->manifest, mbytes, mlen)) < 0)
-			return perr_set(err, k, "state: %s", strerror(-k));
+		if (fd < 0)
+			return fd;
 	}
+	if ((k = verify_release(in, j->r, j->id, tsize, err)) < 0) {
+		state_event_add(in->st, j->id, j->r->manifest->version, j->target, "verify", "refused", err->msg);
+		return k;
+	}
+	/* what the active slot holds, known by its manifest: reused by it */
+	if (state_slot_get(in->st, j->active, &s) == 0 && s.manifest &&
+	    manifest_parse(s.manifest, s.manifest_len, &j->om, NULL) < 0)
+		j->om = NULL;
+	free(s.manifest);
+	*ret = TAKE_PTR(j);
+	return 0;
+}
 
-	return switch_to(in, id, r->manifest, target, source, boot_id, env.bootlimit, reboot, res, err);
+int installer_job_begin(struct installer_job *j, struct perr *err)
+{
+	struct installer *in = j->in;
+	const struct manifest *m = j->r->manifest;
+	struct state_install pend = { 0 };
+	struct hook_ctx h;
+	char abs[PATH_MAX];
+	uint64_t tsize;
+	int k;
+
+	if (j->abandon_old) {
+		say(in, LOG_NOTICE, "an interrupted install of %s (phase %s) is abandoned", j->old_version, j->old_phase);
+		noted(in, state_install_end(in->st, "abandoned", "replaced by a new install"), "ending the install");
+		j->abandon_old = false;
+	}
+	if ((j->fd = slot_open(in, j->target, O_RDWR, &tsize, err)) < 0)
+		return j->fd;
+	if (!j->resume) {
+		pend = (struct state_install){ .counter = m->counter, .slot = j->target, .manifest = j->mbytes,
+					       .manifest_len = j->mlen };
+		memcpy(pend.release, j->id, HASH_SIZE);
+		snprintf(pend.version, sizeof(pend.version), "%s", m->version);
+		snprintf(pend.phase, sizeof(pend.phase), "%s", install_phase_name(PHASE_VERIFY));
+		/* realpath writes up to PATH_MAX: not into the record's field */
+		snprintf(pend.source, sizeof(pend.source), "%.*s", (int)sizeof(pend.source) - 1,
+			 realpath(j->source, abs) ? abs : j->source);
+		if ((k = state_install_begin(in->st, &pend)) < 0)
+			return perr_set(err, k, "state: %s", strerror(-k));
+		crash_point(PHASE_VERIFY);
+	}
+	say(in, LOG_INFO, "installing %s %s (counter %" PRIu64 ") into slot %s (%s)%s", m->product, m->version, m->counter,
+	    in->sc->slots[j->target].bootname, in->sc->slots[j->target].device, j->resume ? ", resuming" : "");
+	hook_env(in, &h, j->id, m->version, m->counter, j->target, PHASE_PRE_INSTALL, j->source);
+	if ((k = pre_install(in, &h, j->res, err)) < 0)
+		return k;
+	if ((k = keep_running_primary(in, j->active, j->target, j->id, m->version, err)) < 0)
+		return abandon(in, k, err);
+	j->res->phase = PHASE_WRITE;
+	if ((k = enter(in, PHASE_WRITE, NULL, err)) < 0)
+		return k;
+	if (!j->resume && (k = state_slot_set(in->st, j->target, "writing", NULL, NULL, NULL, 0)) < 0)
+		return perr_set(err, k, "state: %s", strerror(-k));
+	return 0;
+}
+
+int installer_job_write(struct installer_job *j, struct perr *err)
+{
+	return write_slot(j->in, j->r, j->fd, j->active, j->om, j->resume, j->res, err);
+}
+
+int installer_job_written(struct installer_job *j, int k, struct perr *err)
+{
+	if (k < 0)
+		return abandon(j->in, k, err);
+	j->res->phase = PHASE_VERIFY_SLOT;
+	return enter(j->in, PHASE_VERIFY_SLOT, NULL, err);
+}
+
+int installer_job_hash(struct installer_job *j, struct perr *err)
+{
+	return hash_slot(j->in, j->fd, j->r->manifest->image_size, j->got, err);
+}
+
+int installer_job_finish(struct installer_job *j, int k, int reboot, struct perr *err)
+{
+	struct installer *in = j->in;
+	const struct manifest *m = j->r->manifest;
+
+	if (k < 0)
+		return abandon(in, k, err);
+	if (sodium_memcmp(j->got, m->image_hash, HASH_SIZE) != 0) {
+		perr_set(err, -EILSEQ, "slot %s does not read back as the image (hash mismatch): the device or the "
+			 "release source is faulty", in->sc->slots[j->target].bootname);
+		return abandon(in, -EILSEQ, err);
+	}
+	if ((k = state_slot_set(in->st, j->target, "installed", j->id, m, j->mbytes, j->mlen)) < 0)
+		return perr_set(err, k, "state: %s", strerror(-k));
+	return switch_to(in, j->id, m, j->target, j->source, j->boot_id, j->env.bootlimit, reboot, j->res, err);
+}
+
+int installer_install(struct installer *in, const char *source, int reboot, struct install_result *res,
+		      struct perr *err)
+{
+	_cleanup_(installer_job_freep) struct installer_job *j = NULL;
+	struct install_result dummy;
+	int k;
+
+	if (!res)
+		res = &dummy;
+	if ((k = installer_job_open(in, source, res, &j, err)) < 0)
+		return k;
+	if (j->module)
+		return module_install(in, j->r, j->id, j->mbytes, j->mlen, source, j->boot_id, reboot, res, err);
+	if ((k = installer_job_begin(j, err)) < 0)
+		return k;
+	k = installer_job_write(j, err);
+	if ((k = installer_job_written(j, k, err)) < 0)
+		return k;
+	k = installer_job_hash(j, err);
+	return installer_job_finish(j, k, reboot, err);
 }
 
 /* ---- a release fetched by shoald into the inactive slot ---- */

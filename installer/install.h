@@ -67,6 +67,10 @@ static inline void installer_freep(struct installer **in)
 {
 	installer_free(*in);
 }
+/* Takes the lock (install.lock in the state directory) now rather than at
+ * the first install: shoald holds it from its start, so that no `shoal
+ * --no-daemon` writes a slot under it. -EBUSY when another holds it. */
+int installer_lock(struct installer *in, struct perr *err);
 /* The database it uses (shoald shares it instead of opening another). */
 struct state *installer_state(struct installer *in);
 
@@ -93,6 +97,43 @@ struct install_result {
  * as far as it got. */
 int installer_install(struct installer *in, const char *source, int reboot, struct install_result *res,
 		      struct perr *err);
+
+/* installer_install in steps, for a caller that keeps the long parts off
+ * its event loop (shoald installing a bundle it was handed):
+ *   open:    the lock, the booted slot, a sound environment, the source
+ *            opened and verified as installer_install does (a newer
+ *            keyring [system] trust vouches for is stored); nothing else
+ *            changes, so the caller may still say no. An update module's
+ *            payload is only opened (installer_job_is_module).
+ *   begin:   the install recorded, pre-install hooks, the running slot kept
+ *            primary, phase write; the target opened for writing.
+ *   write:   local reuse from the active slot, then the rest from the
+ *            source, synced. Touches no state: any thread.
+ *   written: on the caller's thread: k (what write returned) < 0 abandons
+ *            the install, else phase verify-slot.
+ *   hash:    the whole slot hashed. Any thread.
+ *   finish:  on the caller's thread: k (what hash returned), the hash
+ *            against the manifest, post-install hooks, mark-trial, the
+ *            reboot as for installer_install.
+ * res (given to open) is filled as each step gets on; errors as
+ * installer_install. The job holds the source and the target open. */
+struct installer_job;
+int installer_job_open(struct installer *in, const char *source, struct install_result *res,
+		       struct installer_job **ret, struct perr *err);
+bool installer_job_is_module(const struct installer_job *j);
+/* The release's manifest and its canonical bytes (their hash is the id). */
+const struct manifest *installer_job_manifest(const struct installer_job *j, const uint8_t **ret_bytes,
+					      size_t *ret_len);
+int installer_job_begin(struct installer_job *j, struct perr *err);
+int installer_job_write(struct installer_job *j, struct perr *err);
+int installer_job_written(struct installer_job *j, int k, struct perr *err);
+int installer_job_hash(struct installer_job *j, struct perr *err);
+int installer_job_finish(struct installer_job *j, int k, int reboot, struct perr *err);
+void installer_job_free(struct installer_job *j);
+static inline void installer_job_freep(struct installer_job **j)
+{
+	installer_job_free(*j);
+}
 
 /* ---- a release shoald fetched straight into the inactive slot ---- */
 

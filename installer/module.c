@@ -326,8 +326,8 @@ static int undo(struct mod *md, const struct state_install *p, const char *why, 
 	return 0;
 }
 
-/* health (unless the operator said good) -> commit hooks -> the floors ->
- * Commit -> Cleanup. */
+/* health (unless the operator said good) -> commit hooks -> Commit -> the
+ * floors -> Cleanup. */
 static int commit(struct mod *md, const struct state_install *p, bool run_health, struct boot_check_result *res,
 		  struct perr *err)
 {
@@ -356,13 +356,17 @@ static int commit(struct mod *md, const struct state_install *p, bool run_health
 	}
 	if ((k = manifest_parse(p->manifest, p->manifest_len, &m, err)) < 0)
 		return k;
-	/* the floors first: once committed, nothing older may come back */
-	if ((k = install_commit_floors(md->in, md->floor, p->counter, m, err)) < 0)
-		return k;
+	/* Commit first, the floors after it: a Commit that fails is rolled
+	 * back (when the module can) and refused with the floor where it was,
+	 * so the release it rolls back to is not below it. Interrupted
+	 * between the two, the next boot-check runs Commit again (it is
+	 * idempotent) and then raises the floors. */
 	if ((k = mod_find(md, &e)) < 0 || (k = mod_call(md, "Commit", NULL, &e)) < 0) {
 		snprintf(why, sizeof(why), "%s", e.msg);
 		return undo(md, p, why, true, res, err);
 	}
+	if ((k = install_commit_floors(md->in, md->floor, p->counter, m, err)) < 0)
+		return k;
 	if ((k = finish(md, "committed", "", err)) < 0)
 		return k;
 	res->outcome = BOOT_CHECK_COMMITTED;
@@ -412,6 +416,7 @@ int module_install(struct installer *in, struct release *r, const uint8_t id[HAS
 	struct boot_check_result bres = { .booted = -1 };
 	struct hook_ctx h;
 	struct mod md;
+	char abs[PATH_MAX];
 	int k;
 
 	res->slot = -1;
@@ -429,8 +434,9 @@ int module_install(struct installer *in, struct release *r, const uint8_t id[HAS
 	snprintf(pend.phase, sizeof(pend.phase), "%s", PH_VERIFY);
 	pend.manifest = (uint8_t *)mbytes;
 	pend.manifest_len = mlen;
-	if (!realpath(source, pend.source))
-		snprintf(pend.source, sizeof(pend.source), "%s", source);
+	/* realpath writes up to PATH_MAX: not into the record's field */
+	snprintf(pend.source, sizeof(pend.source), "%.*s", (int)sizeof(pend.source) - 1,
+		 realpath(source, abs) ? abs : source);
 	if ((k = state_install_begin(st, &pend)) < 0)
 		return perr_set(err, k, "state: %s", strerror(-k));
 	install_crash_point(PH_VERIFY);

@@ -27,22 +27,13 @@ GROUP=([1]=a [2]=a [3]=b)
 
 conf gw gateway "$GP" fleet.key '[gateway]' "store_dir = $T/store" "import = $T/rel2"
 start gw
-declare -A DPID
 for n in 1 2 3; do
 	mkdev "$n"
 	conf "dev$n" device "${PORTS[$n]}" fleet.key '[daemon]' "tags = group=${GROUP[$n]}" 'report_interval = 2s' \
 		'[discovery]' "gateway = 127.0.0.1:$GP" '[device]' "system_conf = $T/dev$n/system.conf" \
 		'install = manual' 'reboot = none'
-	start "dev$n"
-	DPID[$n]=${PIDS[-1]}
+	startdev "$n"
 done
-reboot_dev() { # what a reboot is to a device here
-	kill "${DPID[$1]}"; wait "${DPID[$1]}" 2>/dev/null
-	cp "dev$1.log" "dev$1-$(date +%s%N).log"
-	sysc "$1" boot-sim >/dev/null
-	start "dev$1"
-	DPID[$1]=${PIDS[-1]}
-}
 campaign() { SHOAL_CONTROL_SOCKET="$T/gw.sock" "$SHOAL" campaign "$@"; }
 devices() { SHOAL_CONTROL_SOCKET="$T/gw.sock" "$SHOAL" devices "$@"; }
 export T SHOAL

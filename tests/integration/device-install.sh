@@ -44,17 +44,6 @@ devconf() {
 	conf "dev$n" device "${PORTS[$n]}" fleet.key "${lines[@]}" '[device]' "system_conf = $T/dev$n/system.conf" \
 		"install = ${INSTALL:-auto}" "reboot = ${REBOOT:-now}"
 }
-declare -A DPID
-startdev() { start "dev$1"; DPID[$1]=${PIDS[-1]}; }
-stopdev() { kill "${DPID[$1]}" 2>/dev/null; wait "${DPID[$1]}" 2>/dev/null; }
-# reboot N: what a reboot is to a device here
-reboot_dev() {
-	stopdev "$1"
-	cp "dev$1.log" "dev$1-$(date +%s%N).log"
-	sysc "$1" boot-sim >/dev/null && startdev "$1"
-}
-dstatus() { status "dev$1" | jq -e "$2" >/dev/null; }
-reboots() { [ -f "$T/dev$1/reboots" ] && [ "$(wc -l <"$T/dev$1/reboots")" -ge "$2" ]; }
 # sizes of every file of device N but its slots, summed
 others() { find "$T/dev$1" -type f ! -name 'slot-*' -printf '%s\n' | awk '{s += $1} END {print s + 0}'; }
 

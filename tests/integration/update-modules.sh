@@ -13,6 +13,8 @@
 #     abandoned, between Install and Commit rolled back, in Commit resumed
 #   - NeedsReboot=Yes: the commit waits for the next boot
 #   - an unknown payload type: refused, nothing touched
+#   - a Commit that fails: rolled back, refused, its counter floor where it
+#     was (the floor moves only after Commit succeeded)
 #
 # usage: update-modules.sh SHOAL GEN-IMAGE MODULES-SRC-DIR
 set -u
@@ -46,9 +48,17 @@ Install) "${0%/*}/dir" "$@"; echo "disk exploded after the swap" >&2; exit 1 ;;
 esac
 EOF
 chmod +x "$D/modules/dir-fail"
+# file with a Commit that fails while $D/commit-fails exists
+cat >"$D/modules/file-cf" <<EOF
+#!/bin/sh
+if [ "\$1" = Commit ] && [ -e "$D/commit-fails" ]; then echo "the flash refused the commit" >&2; exit 1; fi
+exec "\${0%/*}/file" "\$@"
+EOF
+chmod +x "$D/modules/file-cf"
 printf 'allow = %s\n' "$R/opt" >"$D/modconf/dir.conf"
 printf '# the same rules\nallow = %s/opt\n' "$R" >"$D/modconf/dir-fail.conf"
 printf 'allow = %s\n' "$R/etc" >"$D/modconf/file.conf"
+printf 'allow = %s\n' "$R/etc" >"$D/modconf/file-cf.conf"
 export SHOAL_MODULE_CONF_DIR="$D/modconf"
 # the dir-fail wrapper runs the dir module, which reads dir.conf
 cat >"$D/health/10-app" <<EOF
@@ -122,7 +132,8 @@ check "releases: dir, file, a failing module, bad dests, an unknown type" bash -
 	mkrel f3 conf3 file 3 'dest=$FDEST' &&
 	mkrel out tree1.tar dir 5 'dest=$T/outside/app' &&
 	mkrel dotdot tree1.tar dir 5 'dest=$R/opt/../../outside/app' &&
-	mkrel unknown conf1 nosuch 1 dest=/x"
+	mkrel unknown conf1 nosuch 1 dest=/x &&
+	mkrel cf1 conf1 file-cf 1 'dest=$FDEST' && mkrel cf2 conf2 file-cf 2 'dest=$FDEST'"
 
 # same_tree A B: the same names, types, modes and bytes
 listing() { (cd "$1" && find . -printf '%y %m %p\n' | LC_ALL=C sort && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum); }
@@ -217,5 +228,19 @@ output_has "reboot: ... committed d4" "committed d4"
 check "reboot: DEST holds tree4, no leftovers" bash -c "$(declare -f same_tree listing no_leftovers); D='$D' DEST='$DEST'; same_tree tree4 \"\$DEST\" && no_leftovers"
 expect_exit 4 "floor: d1 (counter 1 < 4) is refused now" sh_ install d1.shoal
 output_has "floor: ... names the counter" "counter"
+
+# --- a failing Commit: the floor moves only after Commit ---------------------
+floor() { sqlite3 "$D/state/shoal.db" "SELECT value FROM floors WHERE name = 'counter:file-cf'"; }
+expect_exit 0 "commit: cf1 installs and commits" sh_ install cf1.shoal
+check "commit: ... its floor is 1" test "$(floor)" = 1
+touch "$D/commit-fails"
+expect_exit 5 "commit: cf2 whose Commit fails: rolled back, exit 5" sh_ install cf2.shoal
+output_has "commit: ... quotes the module" "the flash refused the commit"
+check "commit: ... dest holds cf1's file again" cmp conf1 "$FDEST"
+check "commit: ... the floor is still 1" test "$(floor)" = 1
+rm -f "$D/commit-fails"
+expect_exit 4 "commit: cf2 is refused from then on" sh_ install cf2.shoal
+output_has "commit: ... says so" "refused on this device"
+check "commit: ... the floor is still 1" test "$(floor)" = 1
 
 done_testing

@@ -39,3 +39,18 @@ CONF
 	"$SHOAL" --system-conf "$d/system.conf" boot-sim >/dev/null
 }
 sysc() { "$SHOAL" --system-conf "$T/dev$1/system.conf" "${@:2}"; }
+
+# shoald on device N (dev$N.conf, written by the test): started, stopped,
+# rebooted (stop, the boot simulator, start), its status asked with jq
+declare -A DPID
+startdev() { start "dev$1"; DPID[$1]=${PIDS[-1]}; }
+stopdev() { kill "${DPID[$1]}" 2>/dev/null; wait "${DPID[$1]}" 2>/dev/null; }
+# reboot N: what a reboot is to a device here
+reboot_dev() {
+	stopdev "$1"
+	cp "dev$1.log" "dev$1-$(date +%s%N).log"
+	sysc "$1" boot-sim >/dev/null && startdev "$1"
+}
+dstatus() { status "dev$1" | jq -e "$2" >/dev/null; }
+reboots() { [ -f "$T/dev$1/reboots" ] && [ "$(wc -l <"$T/dev$1/reboots")" -ge "$2" ]; }
+
