@@ -2,7 +2,9 @@
 /* shoal install | boot-check | mark-good | mark-bad | rollback | boot-sim,
  * and the system half of shoal status: the installer library used
  * directly, with the system config, the state database and the bootloader
- * environment, so that they work with no shoald running. */
+ * environment, so that they work with no shoald running; install,
+ * mark-good, mark-bad and rollback go through shoald when it runs for the
+ * same system config (it holds the installer then). */
 #include <getopt.h>
 #include <limits.h>
 #include <stdlib.h>

@@ -671,7 +671,7 @@ static void local_end(struct device *dev, int k, const struct perr *err)
 	set_last(dev, "installed", "waiting for the trial boot");
 	dev->st = DEV_REBOOT_PENDING;
 	log_notice("%s (counter %" PRIu64 ") from %s installed in slot %s: it boots on trial at the next reboot; "
-		   "%" PRIu64 " bytes reused from the active slot, %" PRIu64 " read from it", dev->version, dev->counter,
+		   "%" PRIu64 " bytes reused from the active slot, %" PRIu64 " read from the bundle", dev->version, dev->counter,
 		   dev->lo.path, dev->sc->slots[dev->slot].bootname, dev->lo.res.bytes_reused, dev->lo.res.bytes_read);
 	/* from now on it is served like a fetched release: a USB stick on one
 	 * device seeds the LAN */
@@ -695,9 +695,13 @@ static void local_end(struct device *dev, int k, const struct perr *err)
 static void local_hash_work(uv_work_t *w)
 {
 	struct device *dev = container_of(w, struct device, lo.work);
+	struct timespec a, b;
 
+	clock_gettime(CLOCK_MONOTONIC, &a);
 	dev->lo.err.msg[0] = '\0';
 	dev->lo.k = installer_job_hash(dev->lo.job, &dev->lo.err);
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	dev->hash_ms = (uint64_t)(((int64_t)b.tv_sec - a.tv_sec) * 1000 + ((int64_t)b.tv_nsec - a.tv_nsec) / 1000000);
 }
 
 static void local_write_work(uv_work_t *w)
@@ -732,6 +736,10 @@ static void local_step_done(uv_work_t *w, int status)
 		local_step(dev, local_hash_work, local_step_done);
 		return;
 	}
+	dev->last_verify_ms = dev->hash_ms;
+	if (dev->lo.k == 0)
+		log_info("verify-slot: %" PRIu64 " bytes of slot %s hashed in %" PRIu64 " ms off the event loop",
+			 dev->image_size, dev->sc->slots[dev->slot].bootname, dev->hash_ms);
 	k = installer_job_finish(dev->lo.job, dev->lo.k, REBOOT_NONE, &err);
 	local_end(dev, k, &err);
 }
@@ -897,7 +905,6 @@ int device_judge(struct daemon *d, const char *verb, int reboot, struct boot_che
 		return k;
 	}
 	snprintf(dev->version, sizeof(dev->version), "%s", res->version);
-	dev->boot = *res;
 	switch (res->outcome) {
 	case BOOT_CHECK_COMMITTED:
 		log_notice("%s: %s (counter %" PRIu64 ") committed in slot %s", verb, res->version, res->counter,

@@ -100,7 +100,8 @@ check "... through shoald, into slot A, rebooting (reboot = now)" \
 check "... reused from the active slot, read the rest from the bundle" \
 	jq -e ".bytes_reused > 0 and .bytes_read > 0 and .bytes_reused + .bytes_read <= $IMG and .image_size == $IMG" install.json
 echo "# dev1: $(jq -r '"\(.bytes_reused) bytes reused, \(.bytes_read) read from the bundle"' install.json) (image $IMG)"
-check "... the slot check ran off the event loop" grep -q "installing 2 (counter 2) from $T/b2.shoal into slot A" dev1.log
+check "... shoald says what it installs from where" grep -q "installing 2 (counter 2) from $T/b2.shoal into slot A" dev1.log
+check "... the slot check ran off the event loop" grep -Eq "verify-slot: $IMG bytes of slot A hashed in [0-9]+ ms off the event loop" dev1.log
 check "... reboot-command ran" reboots 1 1
 check "... status: rebooting, the trial set" \
 	dstatus 1 '.device.state == "rebooting" and .device.phase == "reboot-pending" and .system.bootloader_env.trial == true'
