@@ -1061,7 +1061,9 @@ void swarm_fetch_abort(struct swarm *sw, const char *why)
 	struct fetch *f = sw->fetch;
 	struct held *h;
 
-	if (!f)
+	/* (a plain target read back off the loop is not stopped: only a
+	 * device aborts, and its slot is checked by the install instead) */
+	if (!f || f->verifying)
 		return;
 	h = f->h;
 	log_notice("the fetch of %s (counter %" PRIu64 ") stops: %s", h->m->version, h->m->counter, why);
