@@ -96,6 +96,13 @@ static json_t *bans_json(struct daemon *d)
 	return a;
 }
 
+/* A byte counter as the database has it, plus what the swarm counted
+ * since it last wrote it. */
+static uint64_t counter(struct daemon *d, const char *name)
+{
+	return state_counter_get(d->st, name) + swarm_unsaved(d->swarm, name);
+}
+
 static json_t *status_json(struct daemon *d)
 {
 	char hex[2 * PUBKEY_SIZE + 1];
@@ -107,9 +114,8 @@ static json_t *status_json(struct daemon *d)
 		      d->conf.role == ROLE_GATEWAY ? "gateway" : "device", "product", d->conf.product, "port",
 		      (int)d->port, "uptime_ms", (json_int_t)(uv_now(&d->loop) - d->started_ms), "releases", rel,
 		      "bytes", "local", (json_int_t)state_counter_get(d->st, "rx_local"), "peers",
-		      (json_int_t)state_counter_get(d->st, "rx_peers"), "gateway",
-		      (json_int_t)state_counter_get(d->st, "rx_seed"), "sent",
-		      (json_int_t)state_counter_get(d->st, "tx"));
+		      (json_int_t)counter(d, "rx_peers"), "gateway", (json_int_t)counter(d, "rx_seed"), "sent",
+		      (json_int_t)counter(d, "tx"));
 	if (o) {
 		json_t *peers = swarm_peers_json(d->swarm);
 

@@ -616,6 +616,16 @@ static uint64_t best_counter(struct swarm *sw)
 	return best > floor ? best : floor;
 }
 
+uint64_t swarm_unsaved(const struct swarm *sw, const char *counter)
+{
+	if (!sw)
+		return 0;
+	return !strcmp(counter, "rx_peers") ? sw->pending_rx_peers
+	       : !strcmp(counter, "rx_seed") ? sw->pending_rx_seed
+	       : !strcmp(counter, "tx")      ? sw->pending_tx
+					     : 0;
+}
+
 static void flush_counters(struct swarm *sw)
 {
 	static const char *names[] = { "rx_peers", "rx_seed", "tx" };

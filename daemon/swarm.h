@@ -76,3 +76,6 @@ json_t *swarm_fetch_json(struct swarm *sw);
 /* The device's cache of compressed chunks it forwards: hits, misses
  * (read and compressed again), what it holds. */
 json_t *swarm_cache_json(struct swarm *sw);
+/* Bytes counted since the counter was last written to the database (once
+ * a second): "rx_peers", "rx_seed" or "tx". */
+uint64_t swarm_unsaved(const struct swarm *sw, const char *counter);
