@@ -23,12 +23,15 @@
  * answers "later" for a chunk it sent another live node in those 3 s
  * (super-seeding), as in swarm.c's pick_queued().
  *
- * The network: each connection being served carries one chunk at a time
- * (TCP streams the queue); a transfer's rate is min(uplink of the sender /
- * its transfers, downlink of the receiver / its transfers), recomputed
- * whenever either side starts or ends one. Latency delays requests,
- * cancels, HAVEs and the end of each chunk; each lost packet is sent again
- * and delays its chunk by one round trip. */
+ * The network: a connection takes chunks while less than SEND_AHEAD bytes
+ * wait in it (swarm.c's SERVE_AHEAD and TCP_NOTSENT_LOWAT) and carries them
+ * one after the other; a transfer's rate is min(uplink of the sender / its
+ * transfers, downlink of the receiver / its transfers), recomputed whenever
+ * either side starts or ends one, and it moves wire bytes (headers of each
+ * packet, the CHUNK frame). Latency delays requests, cancels, HAVEs and the
+ * end of each chunk; a message also waits behind the chunk bytes already
+ * committed to its connection (one TCP stream); each lost packet is sent
+ * again and delays its chunk by one round trip. */
 #include <math.h>
 #include <time.h>
 
@@ -43,6 +46,27 @@
 #define REQ_MAX 64u        /* WIRE_REQUEST_MAX */
 #define UPQ_MAX 1024u      /* requests queued per peer, as shoald */
 #define MANIFEST_RTTS 3u   /* RELEASES, GET_MANIFEST, keyring: before the first request */
+/* What a real daemon pays that links and latency alone leave out; each
+ * measured or counted, none fitted (docs/simulator.md, "Costs the model
+ * charges"):
+ *  - WIRE_HDR: every MSS of payload travels in a frame with Ethernet (14),
+ *    IPv4 (20), TCP (20) and timestamp (12) headers; a link's rate (a tbf,
+ *    a switch port) counts them: payload is 1448/1514 of the rate;
+ *  - CHUNK_FRAME: a CHUNK frame's own bytes: length prefix (4),
+ *    secretstream tag and MAC (17), type (1), chunk id (32), encoding (1),
+ *    plain length (4);
+ *  - SEND_AHEAD: shoald hands a connection its next chunk while less than
+ *    SERVE_AHEAD (128 KiB) waits in its own queue, and the kernel keeps up
+ *    to NOTSENT_LOWAT (128 KiB) unsent: a chunk is chosen and committed up
+ *    to this many bytes before the link gets to it (daemon/swarm.c);
+ *  - REUSE_BPS: before its first request a device copies what its active
+ *    slot already holds (reads, hashes and writes each reused chunk, then
+ *    fdatasync); measured 16 MiB slots, 12.5 MiB reused, 97 to 225 ms,
+ *    median 186 ms: 70 MB of reused bytes per second. */
+#define WIRE_HDR 66u
+#define CHUNK_FRAME 59u
+#define SEND_AHEAD (256u << 10)
+#define REUSE_BPS 70e6
 
 enum ntype {
 	N_IDLE,       /* on version 1, not (yet) told to fetch */
@@ -119,7 +143,10 @@ struct half {
 	uint64_t banned_until; /* this node banned the other (us); no connection before */
 	uint32_t *q;           /* requests of other to serve, a ring of UPQ_MAX */
 	uint32_t qh, qn;
-	struct flow *flow;     /* the chunk going to other now */
+	uint32_t *cq;          /* chunks committed to the connection, in order (a ring of cq_max) */
+	uint32_t cqh, cqn;
+	uint64_t cq_bytes;     /* ... their lengths: at most SEND_AHEAD plus one chunk */
+	struct flow *flow;     /* the chunk going to other now: cq's head */
 };
 
 struct node {
@@ -158,6 +185,7 @@ struct node {
 struct model {
 	const struct scenario *sc;
 	uint32_t n_dev, n_nodes, n_chunks;
+	uint32_t cq_max; /* chunks SEND_AHEAD holds at most, plus one */
 	uint32_t *len;
 	bool *changed;
 	uint8_t *all_bits;
@@ -353,7 +381,8 @@ static void flow_start(struct model *m, uint32_t from, uint32_t half, uint32_t i
 	struct half *h = &a->nb[half];
 	struct node *b = &m->nodes[h->other];
 	struct flow *f = m->free_flows;
-	uint32_t loss = a->link.loss_ppm + b->link.loss_ppm, lost = 0, packets = (m->len[idx] + MSS - 1) / MSS;
+	uint32_t payload = m->len[idx] + CHUNK_FRAME, packets = (payload + MSS - 1) / MSS;
+	uint32_t loss = a->link.loss_ppm + b->link.loss_ppm, lost = 0;
 
 	if (f)
 		m->free_flows = f->next_free;
@@ -371,7 +400,7 @@ static void flow_start(struct model *m, uint32_t from, uint32_t half, uint32_t i
 		     pos += 1 + floor(log(1 - rnd01(&m->rng)) / lq))
 			lost++;
 	}
-	f->remaining = m->len[idx] + (double)lost * MSS;
+	f->remaining = payload + (double)packets * WIRE_HDR + (double)lost * (MSS + WIRE_HDR);
 	f->extra_us = (uint64_t)lost * 2 * path_latency(m, from, h->other);
 	if (list_add(&a->out, &a->n_out, &a->cap_out, f, &f->pos_out) < 0 ||
 	    list_add(&b->in, &b->n_in, &b->cap_in, f, &f->pos_in) < 0) {
@@ -399,6 +428,26 @@ static void flow_end(struct model *m, struct flow *f)
 	m->free_flows = f;
 	rerate_node(m, a);
 	rerate_node(m, b);
+}
+
+/* A message from n on connection h waits behind the chunk bytes committed
+ * to it before (one TCP stream): REQUEST, CANCEL, NOT_FOUND. */
+static uint64_t queue_delay_us(struct model *m, struct half *h)
+{
+	struct flow *f = h->flow;
+	double bytes;
+
+	if (!f || f->rate <= 0)
+		return 0;
+	flow_advance(m, f);
+	bytes = f->remaining + (double)(h->cq_bytes - m->len[f->idx]) * (MSS + WIRE_HDR) / MSS;
+	return (uint64_t)(bytes / f->rate);
+}
+
+/* When a message n sends now on connection h arrives. */
+static uint64_t msg_due(struct model *m, const struct node *n, struct half *h)
+{
+	return m->now + path_latency(m, n->id, h->other) + queue_delay_us(m, h);
 }
 
 /* ---- the downloading side (swarm.c's fetch) ---- */
@@ -434,8 +483,7 @@ static void pump_peer(struct model *m, struct node *n, uint32_t hi)
 	}
 	b->n = (uint32_t)k;
 	memcpy(b->idx, out, k * sizeof(out[0]));
-	push(m, m->now + path_latency(m, n->id, h->other), EV_REQUEST, h->other, h->back, 0, h->epoch,
-	     (uint64_t)(uintptr_t)b);
+	push(m, msg_due(m, n, h), EV_REQUEST, h->other, h->back, 0, h->epoch, (uint64_t)(uintptr_t)b);
 }
 
 static void pump_all(struct model *m, struct node *n)
@@ -472,7 +520,7 @@ static void drain_events_mark(struct model *m, struct node *n, struct marks *mk)
 			continue;
 		h = &n->nb[hi];
 		if (ev.type == SCHED_EV_CANCEL) {
-			push(m, m->now + path_latency(m, n->id, h->other), EV_CANCEL, h->other, h->back, ev.idx, h->epoch, 0);
+			push(m, msg_due(m, n, h), EV_CANCEL, h->other, h->back, ev.idx, h->epoch, 0);
 			if (mk && mk->n < ELEMENTSOF(mk->hi))
 				mk->hi[mk->n++] = hi;
 			else if (mk)
@@ -624,6 +672,37 @@ static void on_chunk(struct model *m, struct node *n, uint32_t hi, uint32_t idx,
 	pump_seeds(m, n);
 }
 
+/* One HAVE of n's arrives at its peer nb[i]. */
+static void have_deliver(struct model *m, struct node *n, uint32_t i, uint32_t idx)
+{
+	struct half *h = &n->nb[i];
+	struct node *o = &m->nodes[h->other];
+	struct marks mk = { .n = 0 };
+	int r;
+
+	/* A unit the receiver holds already: shoald calls sched_peer_has()
+	 * all the same, but for a held unit that only updates counts that no
+	 * decision reads again (a held unit is never wanted), and skipping it
+	 * halves the model's cost. */
+	if (!h->tracked || has_chunk(o, idx))
+		return;
+	r = sched_peer_has(o->s, o->nb[h->back].sp, idx);
+	if (r < 0) {
+		m->err = r;
+		return;
+	}
+	if (r != 1)
+		return;
+	/* the announcer may have a candidate now; a seed that yielded a
+	 * request (CANCEL) has room */
+	drain_events_mark(m, o, &mk);
+	pump_peer(m, o, h->back);
+	for (uint32_t j = 0; j < mk.n; j++)
+		pump_peer(m, o, mk.hi[j]);
+	if (mk.overflow)
+		pump_all(m, o);
+}
+
 /* HAVE: delivered to the peers whose path latency has passed, then the
  * event moves on to the next latency. nb is sorted by latency. */
 static void on_have(struct model *m, const struct event *ev)
@@ -634,41 +713,19 @@ static void on_have(struct model *m, const struct event *ev)
 
 	if (!n->alive)
 		return;
+	/* A HAVE is not held back by the chunk bytes ahead of it on its
+	 * connection, as requests are (msg_due()): measured, that changes
+	 * small-4 at 10 Mbit/s by 0.6%, and costs 1000 devices half again
+	 * their CPU time (an event per peer instead of one per latency). */
 	for (; i < n->n_nb; i++) {
 		struct half *h = &n->nb[i];
-		struct node *o = &m->nodes[h->other];
 		uint64_t due = sent + path_latency(m, n->id, h->other);
-		struct half *back;
-		int r;
 
 		if (due > m->now) {
 			push(m, due, EV_HAVE, n->id, i, ev->c, 0, due - sent);
 			return;
 		}
-		/* A unit the receiver holds already: shoald calls sched_peer_has()
-		 * all the same, but for a held unit that only updates counts that
-		 * no decision reads again (a held unit is never wanted), and
-		 * skipping it halves the model's cost. */
-		if (!h->tracked || has_chunk(o, ev->c))
-			continue;
-		back = &o->nb[h->back];
-		r = sched_peer_has(o->s, back->sp, ev->c);
-		if (r < 0) {
-			m->err = r;
-			return;
-		}
-		if (r == 1) {
-			struct marks mk = { .n = 0 };
-
-			/* the announcer may have a candidate now; a seed that
-			 * yielded a request (CANCEL) has room */
-			drain_events_mark(m, o, &mk);
-			pump_peer(m, o, h->back);
-			for (uint32_t j = 0; j < mk.n; j++)
-				pump_peer(m, o, mk.hi[j]);
-			if (mk.overflow)
-				pump_all(m, o);
-		}
+		have_deliver(m, n, i, ev->c);
 	}
 }
 
@@ -682,6 +739,8 @@ static void release_slot(struct model *m, struct node *n, struct half *h)
 	}
 }
 
+static void serve_one(struct model *m, struct node *n, uint32_t hi);
+
 static void serve_pump(struct model *m, struct node *n)
 {
 	struct upslots_event uev;
@@ -693,61 +752,72 @@ static void serve_pump(struct model *m, struct node *n)
 		;
 	for (uint32_t hi = 0; hi < n->n_nb; hi++) {
 		struct half *h = &n->nb[hi];
-		uint32_t pick = UINT32_MAX, fresh = UINT32_MAX, idx;
 
-		if (!h->qn || h->flow || !h->up || !upslots_may_send(&n->slots, h->other))
-			continue;
-		/* swarm.c's pick_queued: the oldest request for a chunk that never
-		 * went out, else the oldest for one that did not go out lately; a
-		 * gateway answers "later" (NOT_FOUND) for a chunk it sent another
-		 * node that is still there moments ago (super-seeding) */
-		for (uint32_t j = 0; j < h->qn && fresh == UINT32_MAX;) {
-			uint32_t c = h->q[(h->qh + j) % UPQ_MAX];
-
-			if (!n->sent_us[c]) {
-				fresh = j;
-			} else if (m->now - n->sent_us[c] >= RECENT_US) {
-				if (pick == UINT32_MAX)
-					pick = j;
-			} else if (n->is_gw && n->sent_to[c] != h->other && m->nodes[n->sent_to[c]].alive &&
-				   m->nodes[n->sent_to[c]].link_ok) {
-				push(m, m->now + path_latency(m, n->id, h->other), EV_NOT_FOUND, h->other, h->back, c,
-				     h->epoch, 0);
-				for (uint32_t k = j; k + 1 < h->qn; k++)
-					h->q[(h->qh + k) % UPQ_MAX] = h->q[(h->qh + k + 1) % UPQ_MAX];
-				h->qn--;
-				continue;
-			}
-			j++;
-		}
-		if (!h->qn) {
-			release_slot(m, n, h);
-			continue;
-		}
-		if (fresh != UINT32_MAX)
-			pick = fresh;
-		if (pick == UINT32_MAX)
-			pick = 0;
-		if (pick) {
-			uint32_t *a = &h->q[h->qh], *b = &h->q[(h->qh + pick) % UPQ_MAX], t = *a;
-
-			*a = *b;
-			*b = t;
-		}
-		idx = h->q[h->qh];
-		h->qh = (h->qh + 1) % UPQ_MAX;
-		h->qn--;
-		if (!has_chunk(n, idx)) {
-			push(m, m->now + path_latency(m, n->id, h->other), EV_NOT_FOUND, h->other, h->back, idx, h->epoch, 0);
-		} else {
-			n->sent_us[idx] = m->now ? m->now : 1;
-			n->sent_to[idx] = h->other;
-			flow_start(m, n->id, hi, idx);
-			upslots_sent(&n->slots, h->other, m->len[idx], now_ms(m));
-		}
-		if (!h->qn)
-			release_slot(m, n, h);
+		/* as swarm.c: the connection takes chunks while little waits in it */
+		while (h->qn && h->up && h->cq_bytes < SEND_AHEAD && h->cqn < m->cq_max &&
+		       upslots_may_send(&n->slots, h->other))
+			serve_one(m, n, hi);
 	}
+}
+
+/* Commits the next chunk of h's queue to the connection (or answers it). */
+static void serve_one(struct model *m, struct node *n, uint32_t hi)
+{
+	struct half *h = &n->nb[hi];
+	uint32_t pick = UINT32_MAX, fresh = UINT32_MAX, idx;
+
+	/* swarm.c's pick_queued: the oldest request for a chunk that never
+	 * went out, else the oldest for one that did not go out lately; a
+	 * gateway answers "later" (NOT_FOUND) for a chunk it sent another
+	 * node that is still there moments ago (super-seeding) */
+	for (uint32_t j = 0; j < h->qn && fresh == UINT32_MAX;) {
+		uint32_t c = h->q[(h->qh + j) % UPQ_MAX];
+
+		if (!n->sent_us[c]) {
+			fresh = j;
+		} else if (m->now - n->sent_us[c] >= RECENT_US) {
+			if (pick == UINT32_MAX)
+				pick = j;
+		} else if (n->is_gw && n->sent_to[c] != h->other && m->nodes[n->sent_to[c]].alive &&
+			   m->nodes[n->sent_to[c]].link_ok) {
+			push(m, msg_due(m, n, h), EV_NOT_FOUND, h->other, h->back, c, h->epoch, 0);
+			for (uint32_t k = j; k + 1 < h->qn; k++)
+				h->q[(h->qh + k) % UPQ_MAX] = h->q[(h->qh + k + 1) % UPQ_MAX];
+			h->qn--;
+			continue;
+		}
+		j++;
+	}
+	if (!h->qn) {
+		release_slot(m, n, h);
+		return;
+	}
+	if (fresh != UINT32_MAX)
+		pick = fresh;
+	if (pick == UINT32_MAX)
+		pick = 0;
+	if (pick) {
+		uint32_t *a = &h->q[h->qh], *b = &h->q[(h->qh + pick) % UPQ_MAX], t = *a;
+
+		*a = *b;
+		*b = t;
+	}
+	idx = h->q[h->qh];
+	h->qh = (h->qh + 1) % UPQ_MAX;
+	h->qn--;
+	if (!has_chunk(n, idx)) {
+		push(m, msg_due(m, n, h), EV_NOT_FOUND, h->other, h->back, idx, h->epoch, 0);
+	} else {
+		n->sent_us[idx] = m->now ? m->now : 1;
+		n->sent_to[idx] = h->other;
+		h->cq[(h->cqh + h->cqn++) % m->cq_max] = idx;
+		h->cq_bytes += m->len[idx];
+		if (!h->flow)
+			flow_start(m, n->id, hi, idx);
+		upslots_sent(&n->slots, h->other, m->len[idx], now_ms(m));
+	}
+	if (!h->qn)
+		release_slot(m, n, h);
 }
 
 static void on_request(struct model *m, struct node *n, uint32_t hi, const struct batch *b)
@@ -756,8 +826,7 @@ static void on_request(struct model *m, struct node *n, uint32_t hi, const struc
 
 	for (uint32_t i = 0; i < b->n; i++) {
 		if (!has_chunk(n, b->idx[i]) || h->qn >= UPQ_MAX) {
-			push(m, m->now + path_latency(m, n->id, h->other), EV_NOT_FOUND, h->other, h->back, b->idx[i],
-			     h->epoch, 0);
+			push(m, msg_due(m, n, h), EV_NOT_FOUND, h->other, h->back, b->idx[i], h->epoch, 0);
 			continue;
 		}
 		h->q[(h->qh + h->qn) % UPQ_MAX] = b->idx[i];
@@ -801,6 +870,12 @@ static void on_flow_done(struct model *m, struct flow *f)
 	push(m, m->now + path_latency(m, f->from, f->to) + f->extra_us, EV_CHUNK, f->to, h->back, f->idx, f->epoch,
 	     f->corrupt);
 	flow_end(m, f);
+	/* the connection goes on with what was committed to it */
+	h->cqh = (h->cqh + 1) % m->cq_max;
+	h->cqn--;
+	h->cq_bytes -= len;
+	if (h->cqn)
+		flow_start(m, a->id, (uint32_t)(h - a->nb), h->cq[h->cqh]);
 	serve_pump(m, a);
 }
 
@@ -828,6 +903,8 @@ static void disconnect(struct model *m, struct node *n, uint32_t hi)
 			sched_peer_remove(xn->s, x->sp);
 		set_in_sched(m, xn, s ? h->back : hi, false);
 		x->qn = 0;
+		x->cqn = 0;
+		x->cq_bytes = 0;
 		release_slot(m, xn, x);
 		if (x->flow)
 			flow_end(m, x->flow);
@@ -976,6 +1053,13 @@ static void start_fetch(struct model *m, struct node *n)
 		fetch_open(m, n);
 }
 
+/* From "fetch version 2" to the first request: the manifest's round trips,
+ * then copying what the active slot holds (REUSE_BPS). */
+static uint64_t start_delay_us(const struct model *m, uint32_t i)
+{
+	return MANIFEST_RTTS * 2 * path_latency(m, i, m->n_dev) + (uint64_t)(m->nodes[i].reused / REUSE_BPS * 1e6);
+}
+
 /* Campaign: the second wave starts once every canary settled, unless one
  * failed (the campaign pauses: the rest stay on version 1). */
 static void campaign_check(struct model *m)
@@ -999,7 +1083,7 @@ static void campaign_check(struct model *m)
 	m->wave2_started = true;
 	for (uint32_t i = 0; i < m->n_dev; i++)
 		if (!m->sc->nodes[i].canary)
-			push(m, m->now + MANIFEST_RTTS * 2 * path_latency(m, i, m->n_dev), EV_START, i, 0, 0, 0, 0);
+			push(m, m->now + start_delay_us(m, i), EV_START, i, 0, 0, 0, 0);
 }
 
 /* ---- faults ---- */
@@ -1169,7 +1253,8 @@ static int build_graph(struct model *m)
 		struct node *n = &m->nodes[i];
 
 		for (uint32_t k = 0; k < n->n_nb; k++)
-			if (!(n->nb[k].q = malloc(UPQ_MAX * sizeof(uint32_t))))
+			if (!(n->nb[k].q = malloc(UPQ_MAX * sizeof(uint32_t))) ||
+			    !(n->nb[k].cq = malloc(m->cq_max * sizeof(uint32_t))))
 				return -ENOMEM;
 	}
 	return 0;
@@ -1195,6 +1280,14 @@ static int make_image(struct model *m)
 	if (n > SCHED_MAX_CHUNKS)
 		return -E2BIG;
 	m->n_chunks = n;
+	{
+		uint32_t min = UINT32_MAX;
+
+		for (uint32_t i = 0; i < n; i++)
+			if (m->len[i] < min)
+				min = m->len[i];
+		m->cq_max = SEND_AHEAD / min + 2;
+	}
 	m->image_bytes = sc->image_size;
 	if (!(m->changed = calloc(n, sizeof(*m->changed))) || !(m->all_bits = calloc((n + 7) / 8, 1)))
 		return -ENOMEM;
@@ -1284,7 +1377,7 @@ static int setup(struct model *m)
 	for (uint32_t i = 0; i < m->n_dev; i++) {
 		trace(m, &m->nodes[i]);
 		if (sc->rollout == SCN_ROLLOUT_AUTO || sc->nodes[i].canary || sc->n_canaries == 0)
-			push(m, MANIFEST_RTTS * 2 * path_latency(m, i, m->n_dev), EV_START, i, 0, 0, 0, 0);
+			push(m, start_delay_us(m, i), EV_START, i, 0, 0, 0, 0);
 	}
 	if (sc->rollout == SCN_ROLLOUT_CAMPAIGN && sc->n_canaries == 0)
 		m->wave2_started = true;
@@ -1312,8 +1405,10 @@ static void teardown(struct model *m)
 
 		sched_free(n->s);
 		free(n->have);
-		for (uint32_t h = 0; h < n->n_nb; h++)
+		for (uint32_t h = 0; h < n->n_nb; h++) {
 			free(n->nb[h].q);
+			free(n->nb[h].cq);
+		}
 		free(n->nb);
 		free(n->half_of_sp);
 		upslots_deinit(&n->slots);

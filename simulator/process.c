@@ -114,6 +114,7 @@ struct proc {
 	bool daemon_installs; /* shoald has [device] system_conf: it installs and boot-checks itself */
 	bool netem;
 	double t0;            /* monotonic seconds when the gateway publishes version 2 */
+	double t0_real;       /* the same moment in CLOCK_REALTIME seconds, as shoald's log stamps */
 	bool published;       /* the gateway seeds version 2 (also after a restart) */
 	double wall0;
 	uint64_t image_size;
@@ -986,6 +987,25 @@ static uint64_t jint(json_t *o, const char *key)
 	return v > 0 ? (uint64_t)v : 0;
 }
 
+/* When shoald logged that it holds version 2, in seconds after time 0, or
+ * -1. The status poll sees it up to POLL_MS (and a loop of control
+ * queries) late; model mode has no such delay. */
+static double logged_complete_s(const struct proc *p, const struct pnode *n)
+{
+	char path[PATH_MAX], buf[4096];
+	double t = -1, ts;
+	FILE *f;
+
+	node_path(path, n, "shoald.log");
+	if (!(f = fopen(path, "re")))
+		return -1;
+	while (t < 0 && fgets(buf, sizeof(buf), f))
+		if (strstr(buf, "): complete and verified") && sscanf(buf, "<%*d>%lf", &ts) == 1 && ts >= p->t0_real)
+			t = ts - p->t0_real;
+	fclose(f);
+	return t;
+}
+
 static void poll_node(struct proc *p, struct pnode *n)
 {
 	json_t *st, *b, *rel, *f;
@@ -1010,8 +1030,11 @@ static void poll_node(struct proc *p, struct pnode *n)
 
 		if (jint(rel, "counter") == 2 && state && (!strcmp(state, "complete") || !strcmp(state, "seeding"))) {
 			n->held = n->total = p->image_size;
-			if (n->complete_s < 0 && !n->gw)
-				n->complete_s = now_s(p);
+			if (n->complete_s < 0 && !n->gw) {
+				double logged = logged_complete_s(p, n);
+
+				n->complete_s = logged >= 0 && logged <= now_s(p) ? logged : now_s(p);
+			}
 		}
 	}
 	json_decref(st);
@@ -1949,6 +1972,12 @@ int proc_run(const struct scenario *s, const struct proc_opts *o, struct sim_res
 	}
 	/* time 0: the gateway publishes version 2 */
 	p.t0 = mono();
+	{
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		p.t0_real = (double)ts.tv_sec + ts.tv_nsec / 1e9;
+	}
 	say(&p, "the gateway publishes version %s (%s discovery)", s->version, o->mdns ? "mDNS" : "static");
 	if ((k = publish_v2(&p, err)) < 0)
 		goto out;
