@@ -9,8 +9,8 @@
  *    before), then a bitfield exchange with every connected peer that
  *    offers the release (sched_peer_add() + sched_peer_bitfield());
  *  - a CHUNK: sched_on_chunk(valid) (invalid: the sender is banned and the
- *    connection closed), HAVE to every peer, CANCEL events sent, then every
- *    peer pumped (sched_pick());
+ *    connection closed), HAVE to every peer (batched for HAVE_DELAY_US),
+ *    CANCEL events sent, then every peer pumped (sched_pick());
  *  - a HAVE: sched_peer_has(), then that peer and the seeds pumped (the only
  *    ones whose picks it can change; shoald pumps every peer, to the same
  *    effect);
@@ -40,6 +40,7 @@
 #include "scheduler.h"
 
 #define TICK_US 200000u
+#define HAVE_DELAY_US 20000u /* swarm.c's HAVE_DELAY_MS */
 #define RECENT_US 3000000u
 #define REDIAL_US 2000000u
 #define MSS 1448u
@@ -171,6 +172,7 @@ struct node {
 	uint32_t *half_of_sp;
 	uint32_t gw_half; /* the connection to the gateway */
 	struct upslots slots;
+	uint64_t have_flush_at; /* when the HAVEs of the chunks verified lately go out */
 	uint64_t *sent_us; /* when each chunk last went out (0: never) */
 	uint32_t *sent_to; /* ... and to which node */
 	struct flow **out, **in;
@@ -648,8 +650,12 @@ static void on_chunk(struct model *m, struct node *n, uint32_t hi, uint32_t idx,
 		else
 			n->from_peers += m->len[idx];
 		trace(m, n);
-		/* HAVE to every peer, nearest first */
-		push(m, m->now, EV_HAVE, n->id, 0, idx, 0, 0);
+		/* HAVE to every peer, nearest first: with the others verified
+		 * within HAVE_DELAY_US of the first (swarm.c batches them), at
+		 * once for the last */
+		if (n->have_flush_at <= m->now)
+			n->have_flush_at = m->now + HAVE_DELAY_US;
+		push(m, n->have_n == m->n_chunks ? m->now : n->have_flush_at, EV_HAVE, n->id, 0, idx, 0, 0);
 	}
 	drain_events_mark(m, n, &mk);
 	if (sched_done(n->s)) {
