@@ -9,6 +9,8 @@
 # usage: bench/model-bench.sh BUILD-DIR [SCENARIO...]
 #   (default: simulator/scenarios/large-1000.ini; pass others to compare)
 #   SEEDS="1 2 3" runs each scenario once per seed (default "1").
+# The cross-check against process mode on the small scenarios is
+# bench/model-vs-process.sh.
 set -eu
 B=$(cd "$1" && pwd)
 shift

@@ -32,7 +32,7 @@ RUNS=${RUNS:-3}
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 
-echo "| scenario | process: all complete, median (runs) | fetched each, process / model | model | model, same bytes | process / model (same bytes) |"
+echo "| scenario | process: all complete, median (runs) | fetched each, process / model / model same bytes | model | model, same bytes | process / model (same bytes) |"
 echo "|---|---|---|---|---|---|"
 for sc in "$@"; do
 	name=$(basename "$sc" .ini)
@@ -51,12 +51,24 @@ f = statistics.median(r["fetch_bytes_per_node"] for r in p) if p else m["fetch_b
 print("%.4f" % (100.0 * f / m["image_bytes"]))
 PY
 )
-	if grep -q '^changed *=' "$sc"; then
-		sed "s/^changed *=.*/changed = $share%/" "$sc" >"$T/$name-same.ini"
-	else
-		cp "$sc" "$T/$name-same.ini"
-	fi
+	cp "$sc" "$T/$name-same.ini"
 	"$SIM" model "$T/$name-same.ini" --out "$T/$name-s" --quiet >/dev/null || true
+	# `changed` is a share of chunks, whose lengths vary: run at the
+	# process runs' share of bytes, then once more, corrected by the
+	# bytes the model fetched
+	for pass in 1 2; do
+		grep -q '^changed *=' "$sc" || break
+		sed "s/^changed *=.*/changed = $share%/" "$sc" >"$T/$name-same.ini"
+		"$SIM" model "$T/$name-same.ini" --out "$T/$name-s" --quiet >/dev/null || true
+		share=$(python3 - "$share" "$T/$name-s/results.json" "$T"/"$name"-p*/results.json <<'PY'
+import json, statistics, sys
+s, r = float(sys.argv[1]), json.load(open(sys.argv[2]))
+p = [json.load(open(f)) for f in sys.argv[3:]]
+want = statistics.median(x["fetch_bytes_per_node"] for x in p) if p else r["fetch_bytes_per_node"]
+print("%.4f" % min(100.0, s * want / max(1, r["fetch_bytes_per_node"])))
+PY
+)
+	done
 	python3 - "$name" "$T/$name-m/results.json" "$T/$name-s/results.json" "$T"/"$name"-p*/results.json <<'PY'
 import json, os, statistics, sys
 name, mf, sf = sys.argv[1:4]
@@ -68,8 +80,8 @@ if t:
     med = statistics.median(t)
     runs = ", ".join("%.2f" % x for x in t)
     fp = statistics.median(r["fetch_bytes_per_node"] for r in p)
-    print("| %s | %.2f s (%s) | %.2f / %.2f MiB | %.2f s | %.2f s | %.2f |" % (
-        name, med, runs, mib(fp), mib(m["fetch_bytes_per_node"]), m["time_all_complete_s"],
+    print("| %s | %.2f s (%s) | %.2f / %.2f / %.2f MiB | %.2f s | %.2f s | %.2f |" % (
+        name, med, runs, mib(fp), mib(m["fetch_bytes_per_node"]), mib(s["fetch_bytes_per_node"]), m["time_all_complete_s"],
         s["time_all_complete_s"], med / s["time_all_complete_s"]))
 else:
     print("| %s | no run completed | - | %.2f s | %.2f s | - |" % (name, m["time_all_complete_s"], s["time_all_complete_s"]))
