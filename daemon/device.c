@@ -358,6 +358,27 @@ static bool slot_refused(struct state *st, const struct state_slot *s)
 	return state_refused(st, s->release, m, NULL, 0) != 0;
 }
 
+/* An install cut short before its switch (a crash, a power cut) left its
+ * release whole in the inactive slot: it is fetched, and goes through the
+ * install again as if it had just come (install = auto: now; manual: on
+ * the operator's or the gateway's word). The install checks the slot
+ * whole again before anything boots it. */
+static void retry_interrupted(struct device *dev)
+{
+	struct daemon *d = dev->d;
+	struct state_slot s = { 0 };
+	int i = device_inactive_slot(d);
+
+	if (i < 0 || state_slot_get(d->st, i, &s) < 0)
+		return;
+	if (s.has_release && s.manifest && !strcmp(s.state, "installed") && !slot_refused(d->st, &s)) {
+		log_notice("the install of %s, cut short, starts again from what slot %s holds", s.version,
+			   device_slot_name(d, i));
+		device_fetched(d, s.release, s.manifest, s.manifest_len);
+	}
+	free(s.manifest);
+}
+
 void device_start(struct daemon *d)
 {
 	struct device *dev = d->dev;
@@ -391,6 +412,8 @@ void device_start(struct daemon *d)
 		fleet_set_boot_report(d->fleet, dev->boot.report);
 	if (!dev->off[0] && (dev->st == DEV_REBOOT_PENDING || dev->rollback_reboot))
 		apply_reboot(dev);
+	else if (!dev->off[0] && dev->boot.outcome == BOOT_CHECK_ABANDONED && dev->boot.interrupted)
+		retry_interrupted(dev);
 }
 
 void device_stop(struct daemon *d)

@@ -1504,6 +1504,7 @@ int installer_boot_check(struct installer *in, int reboot, struct boot_check_res
 		say(in, LOG_NOTICE, "install of %s %s: abandoned", p.version, why);
 		k = state_install_end(in->st, "abandoned", why);
 		res->outcome = BOOT_CHECK_ABANDONED;
+		res->interrupted = true;
 		install_report(res, "%s\n", why);
 		goto out;
 	}

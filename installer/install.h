@@ -193,6 +193,8 @@ struct boot_check_result {
 	int booted;
 	char report[4096]; /* what the health checks and hooks said */
 	bool rebooting;
+	bool interrupted; /* ABANDONED: an install cut short (a crash, a power
+			   * cut) before the switch: nothing was wrong with it */
 };
 
 /* What runs at every start (shoald, a systemd unit, `shoal boot-check`):
