@@ -2,6 +2,7 @@
 #include <jansson.h>
 #include <sodium.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -473,6 +474,27 @@ static void notify_ready(struct daemon *d)
 #else
 	(void)d;
 #endif
+}
+
+int daemon_thread_background(void)
+{
+	int old;
+
+	errno = 0;
+	old = getpriority(PRIO_PROCESS, (id_t)gettid()); /* Linux: a thread's own nice value */
+	if (old == -1 && errno)
+		old = 0;
+	if (setpriority(PRIO_PROCESS, (id_t)gettid(), 19) < 0)
+		log_debug("cannot lower a worker thread's priority: %s", strerror(errno));
+	return old;
+}
+
+void daemon_thread_foreground(int old)
+{
+	/* without CAP_SYS_NICE this may fail: the pool thread then stays at
+	 * 19, and every pool job of shoald is bulk work of this kind */
+	if (setpriority(PRIO_PROCESS, (id_t)gettid(), old) < 0)
+		log_debug("a worker thread stays at nice 19: %s", strerror(errno));
 }
 
 int daemon_run(struct daemon *d)

@@ -39,3 +39,12 @@ int daemon_init(struct daemon *d, struct perr *err);
 /* Runs until SIGTERM/SIGINT, then closes every handle. */
 int daemon_run(struct daemon *d);
 void daemon_deinit(struct daemon *d);
+
+/* For work in the thread pool that may wait while the loop may not (a
+ * whole image read back and hashed after a fetch or an install): the
+ * calling thread runs at the lowest CPU priority until
+ * daemon_thread_foreground() gives back the one returned here. On a
+ * device's one or two cores the loop then goes on serving its peers
+ * while the read-back takes what is left. */
+int daemon_thread_background(void);
+void daemon_thread_foreground(int old);

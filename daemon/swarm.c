@@ -806,8 +806,10 @@ static void verify_work_cb(uv_work_t *w)
 {
 	struct verify_work *v = container_of(w, struct verify_work, w);
 	uint64_t t0 = uv_hrtime();
+	int prio = daemon_thread_background();
 
 	v->k = verify_target(v->h, &v->err);
+	daemon_thread_foreground(prio);
 	v->ms = (uv_hrtime() - t0) / 1000000;
 }
 
