@@ -19,6 +19,7 @@
 #include "install.h"
 #include "keys.h"
 #include "log.h"
+#include "netwatch.h"
 #include "origin.h"
 #include "swarm.h"
 
@@ -396,6 +397,13 @@ static void close_walk_cb(uv_handle_t *h, void *arg)
 		uv_close(h, h->type == UV_NAMED_PIPE && h->data ? (uv_close_cb)h->data : NULL);
 }
 
+static void link_up_cb(void *ud, const char *ifname, uint64_t down_ms)
+{
+	struct daemon *d = ud;
+
+	swarm_link_up(d->swarm, ifname, down_ms);
+}
+
 static void signal_cb(uv_signal_t *s, int signum)
 {
 	struct daemon *d = s->data;
@@ -411,6 +419,7 @@ static void signal_cb(uv_signal_t *s, int signum)
 	fleet_stop(d->fleet);
 	http_stop(d->http);
 	swarm_stop(d->swarm);
+	netwatch_stop(d->netwatch);
 	origin_stop(d->origin);
 	device_stop(d);
 	discovery_stop(d->disc); /* closes its handles with their own callbacks */
@@ -437,6 +446,7 @@ int daemon_init(struct daemon *d, struct perr *err)
 	    (k = discovery_new(d, &d->disc, err)) < 0 || (k = fleet_new(d, &d->fleet, err)) < 0 ||
 	    (k = http_new(d, &d->http, err)) < 0)
 		return k;
+	d->netwatch = netwatch_new(&d->loop, link_up_cb, d);
 	device_start(d);
 	uv_signal_init(&d->loop, &d->sigterm);
 	uv_signal_init(&d->loop, &d->sigint);
@@ -509,6 +519,7 @@ void daemon_deinit(struct daemon *d)
 		fleet_stop(d->fleet);
 		http_stop(d->http);
 		swarm_stop(d->swarm);
+		netwatch_stop(d->netwatch);
 		origin_stop(d->origin);
 		device_stop(d);
 		discovery_stop(d->disc);

@@ -29,6 +29,7 @@ struct daemon {
 	struct fleet *fleet;    /* reports, devices and campaigns */
 	struct http *http;      /* a gateway's API, dashboard and /metrics (NULL: no http_listen) */
 	struct discovery *disc; /* NULL with [discovery] mdns = no */
+	struct netwatch *netwatch; /* link state (NULL: not available) */
 	struct device *dev;     /* with [device] system_conf: the installer (and d->st is its database) */
 	bool stopping;
 	bool loop_ready;

@@ -32,6 +32,7 @@
  * woken for) per chunk, which at 16 devices was most of its CPU. */
 #define HAVE_DELAY_MS 20
 #define DIAL_RETRY_MS 2000
+#define LINK_OUTAGE_MS 1000 /* a carrier lost this long: silent connections are dropped when it is back */
 /* Chunks are handed to a peer's socket just in time: a new one only when
  * less than SERVE_AHEAD bytes wait in our queue and the kernel holds at
  * most NOTSENT_LOWAT unsent bytes (TCP_NOTSENT_LOWAT). Which chunk to send
@@ -124,6 +125,8 @@ struct peer {
 	uint16_t n_rel;
 	size_t backlog;
 	uint64_t rx_bytes, tx_bytes;
+	uint64_t last_rx_ms; /* when bytes last came in (uv_now) */
+	bool reset_on_close; /* dead across a link outage: RST, not a FIN behind stuck data */
 	uint8_t (*upq)[HASH_SIZE]; /* requests to serve, a ring of UPQ_MAX */
 	size_t upq_head, upq_n;
 	bool wants_slot;
@@ -573,7 +576,8 @@ static void peer_close(struct peer *p, const char *why)
 			*pp = p->next;
 			break;
 		}
-	uv_close((uv_handle_t *)&p->tcp, peer_free_cb);
+	if (!p->reset_on_close || uv_tcp_close_reset(&p->tcp, peer_free_cb) < 0)
+		uv_close((uv_handle_t *)&p->tcp, peer_free_cb);
 }
 
 /* ---- fetching ---- */
@@ -1978,6 +1982,7 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 		peer_close(p, n == UV_EOF ? "closed by the peer" : uv_strerror((int)n));
 		return;
 	}
+	p->last_rx_ms = uv_now(&p->sw->d->loop);
 	k = session_feed(p->s, p->sw->rbuf, (size_t)n);
 	if (k < 0 && !p->closing) {
 		if (k == -EACCES && !p->established)
@@ -1996,6 +2001,7 @@ static struct peer *peer_new(struct swarm *sw, bool initiator)
 		return NULL;
 	p->sw = sw;
 	p->initiator = initiator;
+	p->last_rx_ms = uv_now(&sw->d->loop);
 	snprintf(p->id, sizeof(p->id), "?");
 	p->upq = malloc(UPQ_MAX * HASH_SIZE);
 	tbucket_init(&p->up, sw->d->conf.peer_upload_rate, burst_for(sw->d->conf.peer_upload_rate),
@@ -2148,6 +2154,35 @@ static void tick_cb(uv_timer_t *t)
 	pump(sw);
 	for (struct peer *p = sw->peers; p; p = p->next)
 		consider_releases(p);
+}
+
+void swarm_link_up(struct swarm *sw, const char *ifname, uint64_t down_ms)
+{
+	uint64_t now;
+	unsigned dropped = 0;
+
+	if (!sw || sw->stopping)
+		return;
+	now = uv_now(&sw->d->loop);
+	/* A connection that heard nothing since the carrier went away had its
+	 * data lost in the outage, and TCP retries it only when its backed-off
+	 * timer fires. After a second or more that can be seconds away: drop
+	 * it (with a reset, which leaves at once) and dial again now. Shorter
+	 * outages are left to TCP, which retries soon enough. */
+	if (down_ms >= LINK_OUTAGE_MS)
+		for (struct peer *p = sw->peers, *next; p; p = next) {
+			next = p->next;
+			if (p->established && !p->closing && now - p->last_rx_ms >= down_ms) {
+				p->reset_on_close = true;
+				peer_close(p, "heard nothing across the link outage");
+				dropped++;
+			}
+		}
+	log_notice("network: %s has its carrier back after %.1f s; %u silent connection(s) dropped, dialling peers "
+		   "now", ifname, (double)down_ms / 1000, dropped);
+	for (size_t i = 0; i < sw->n_dialers; i++)
+		sw->dialers[i].next_try_ms = now;
+	tick_cb(&sw->tick);
 }
 
 static bool same_addr(const struct sockaddr_in *a, const struct sockaddr_in *b)

@@ -28,6 +28,10 @@ void swarm_accept(struct swarm *sw, uv_stream_t *server);
 int swarm_add_candidate(struct swarm *sw, const struct sockaddr_in *addr, const char *device_id);
 /* The address is gone (mDNS said so); an open connection stays. */
 void swarm_remove_candidate(struct swarm *sw, const struct sockaddr_in *addr);
+/* An interface has its carrier back after down_ms (netwatch.h): drops the
+ * connections that heard nothing since (their data died in the outage)
+ * and dials every known peer at once. */
+void swarm_link_up(struct swarm *sw, const char *ifname, uint64_t down_ms);
 
 /* For the TXT record: the newest release counter this node holds (0:
  * none) and its load (connected peers). */
