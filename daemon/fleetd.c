@@ -160,7 +160,7 @@ static void inv_work_cb(uv_work_t *req)
 	struct perr err = { "" };
 	const struct conf *c = &w->f->d->conf;
 
-	if (hooks_run(c->inventory_dir, NULL, c->inventory_timeout_ms, false, inv_program_cb, w, &err) < 0 &&
+	if (hooks_run(c->inventory_dir, NULL, c->inventory_timeout_ms, false, NULL, inv_program_cb, w, &err) < 0 &&
 	    err.msg[0])
 		log_warn("inventory: %s", err.msg);
 }

@@ -25,7 +25,7 @@ static int grub_load(struct bootloader *b, struct env_vars *e, struct perr *err)
 
 	if (access(b->sc->grubenv, R_OK) < 0)
 		return perr_set(err, -errno, "bootloader environment: %s: %s", b->sc->grubenv, strerror(errno));
-	if ((k = spawn_run(argv, NULL, 30000, &r, err)) < 0)
+	if ((k = spawn_run(argv, NULL, 30000, NULL, &r, err)) < 0)
 		return k;
 	if (r.status != 0 || r.truncated) {
 		r.output[strcspn(r.output, "\n")] = '\0';
@@ -58,7 +58,7 @@ static int grub_store(struct bootloader *b, const struct env_vars *e, struct per
 		return 0;
 	if ((k = file_copy(b->sc->grubenv, tmp, 0644, err)) < 0)
 		return k;
-	if ((k = spawn_run(argv, NULL, 30000, &r, err)) < 0 || r.status != 0) {
+	if ((k = spawn_run(argv, NULL, 30000, NULL, &r, err)) < 0 || r.status != 0) {
 		unlink(tmp);
 		if (k < 0)
 			return k;

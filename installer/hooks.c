@@ -19,7 +19,7 @@ static int visible(const struct dirent *d)
 	return d->d_name[0] != '.' && n && d->d_name[n - 1] != '~';
 }
 
-int hooks_run(const char *dir, const char *const *env, uint64_t timeout_ms, bool stop_on_failure,
+int hooks_run(const char *dir, const char *const *env, uint64_t timeout_ms, bool stop_on_failure, const int *cancel,
 	      hooks_report_fn report, void *ud, struct perr *err)
 {
 	struct dirent **list = NULL;
@@ -40,7 +40,7 @@ int hooks_run(const char *dir, const char *const *env, uint64_t timeout_ms, bool
 		if (snprintf(path, sizeof(path), "%s/%s", dir, list[i]->d_name) >= (int)sizeof(path) ||
 		    stat(path, &st) < 0 || !S_ISREG(st.st_mode) || access(path, X_OK) < 0)
 			goto next; /* not an executable: documentation, a disabled hook */
-		if ((k = spawn_run(argv, env, timeout_ms, &r, err)) < 0) {
+		if ((k = spawn_run(argv, env, timeout_ms, cancel, &r, err)) < 0) {
 			perr_prefix(err, k, "%s: ", path);
 			goto next;
 		}

@@ -63,6 +63,7 @@ struct installer {
 	struct state *st;
 	struct bootloader *bl;
 	int lock_fd;
+	int cancel; /* installer_cancel: atomic, set by another thread */
 };
 
 static void vsay(struct installer *in, int level, const char *fmt, va_list ap) _printf_(3, 0);
@@ -117,10 +118,13 @@ static void crash_point(enum install_phase p)
 int install_enter(struct installer *in, const char *phase, const char *boot_id, struct perr *err)
 {
 	int k = state_install_set_phase(in->st, phase, boot_id);
+	enum install_phase p = install_phase_from_name(phase);
 
 	if (k < 0)
 		return perr_set(err, k, "state: recording phase %s failed: %s", phase, strerror(-k));
 	install_crash_point(phase);
+	if (in->o.phase && p != PHASE_NONE)
+		in->o.phase(in->o.ud, p);
 	return 0;
 }
 
@@ -163,6 +167,18 @@ void installer_free(struct installer *in)
 struct state *installer_state(struct installer *in)
 {
 	return in->st;
+}
+
+void installer_cancel(struct installer *in)
+{
+	__atomic_store_n(&in->cancel, 1, __ATOMIC_RELAXED);
+}
+
+/* A step cut short by installer_cancel stays in its phase, recorded as it
+ * is: the next boot check abandons it as cut short, as after a power cut. */
+static bool cancelled(struct installer *in)
+{
+	return __atomic_load_n(&in->cancel, __ATOMIC_RELAXED) != 0;
 }
 
 /* One installer at a time per state directory (shoald and shoal alike). */
@@ -612,16 +628,24 @@ static void on_report(void *ud, const char *name, const struct spawn_result *r)
 			 r->timed_out ? "timed out" : r->status ? "failed" : "ok", *first ? ": " : "", first);
 }
 
-static int run_hooks(struct installer *in, const char *state_name, const struct hook_ctx *h, char *report,
-		     size_t report_size, struct perr *err)
+/* cancellable: installer_cancel stops them (pre- and post-install only:
+ * a commit or rollback hook cut short would decide the release's fate). */
+static int run_hooks_c(struct installer *in, const char *state_name, bool cancellable, const struct hook_ctx *h,
+		       char *report, size_t report_size, struct perr *err)
 {
 	char dir[PATH_MAX];
 	struct report_buf rb = { in, "hook", report, report_size };
 	int k;
 
 	snprintf(dir, sizeof(dir), "%s/%s.d", in->sc->hooks_dir, state_name);
-	k = hooks_run(dir, h->env, in->sc->hook_timeout_ms, true, on_report, &rb, err);
+	k = hooks_run(dir, h->env, in->sc->hook_timeout_ms, true, cancellable ? &in->cancel : NULL, on_report, &rb, err);
 	return k < 0 ? k : 0;
+}
+
+static int run_hooks(struct installer *in, const char *state_name, const struct hook_ctx *h, char *report,
+		     size_t report_size, struct perr *err)
+{
+	return run_hooks_c(in, state_name, false, h, report, report_size, err);
 }
 
 /* ---- install ---- */
@@ -653,7 +677,7 @@ static int do_reboot(struct installer *in, bool *rebooting, struct perr *err)
 	int k;
 
 	say(in, LOG_NOTICE, "rebooting: %s", in->sc->reboot_command);
-	if ((k = spawn_run(argv, NULL, 120000, &r, err)) < 0)
+	if ((k = spawn_run(argv, NULL, 120000, NULL, &r, err)) < 0)
 		return k;
 	if (r.status != 0 || r.timed_out)
 		return perr_set(err, -EIO, "reboot-command '%s' failed (status %d): %s", in->sc->reboot_command, r.status,
@@ -700,9 +724,9 @@ static int pre_install(struct installer *in, const struct hook_ctx *h, struct in
 	res->phase = PHASE_PRE_INSTALL;
 	if ((k = enter(in, PHASE_PRE_INSTALL, NULL, err)) < 0)
 		return k;
-	if ((k = run_hooks(in, "pre-install", h, NULL, 0, err)) < 0) {
+	if ((k = run_hooks_c(in, "pre-install", true, h, NULL, 0, err)) < 0) {
 		perr_prefix(err, k, "pre-install hook: ");
-		return abandon(in, k, err);
+		return cancelled(in) ? k : abandon(in, k, err);
 	}
 	return 0;
 }
@@ -720,9 +744,9 @@ static int switch_to(struct installer *in, const uint8_t id[HASH_SIZE], const st
 	if ((k = enter(in, PHASE_POST_INSTALL, NULL, err)) < 0)
 		return k;
 	hook_env(in, &h, id, m->version, m->counter, target, PHASE_POST_INSTALL, source);
-	if ((k = run_hooks(in, "post-install", &h, NULL, 0, err)) < 0) {
+	if ((k = run_hooks_c(in, "post-install", true, &h, NULL, 0, err)) < 0) {
 		perr_prefix(err, k, "post-install hook: ");
-		return abandon(in, k, err);
+		return cancelled(in) ? k : abandon(in, k, err);
 	}
 
 	/* the slot is written, synced and verified: only now the bootloader */
@@ -1266,7 +1290,7 @@ static int health_checks(struct installer *in, const struct hook_ctx *h, struct 
 	len = strlen(res->report);
 	rb.buf = res->report + len;
 	rb.size = sizeof(res->report) - len;
-	k = hooks_run(in->sc->health_dir, h->env, in->sc->health_timeout_ms, false, on_report, &rb, err);
+	k = hooks_run(in->sc->health_dir, h->env, in->sc->health_timeout_ms, false, NULL, on_report, &rb, err);
 	return k < 0 ? k : 0;
 }
 

@@ -50,6 +50,8 @@ struct installer_opts {
 	void (*progress)(void *ud, enum install_phase phase, uint64_t done, uint64_t total);
 	/* one line for a person: what happened and why */
 	void (*log)(void *ud, int level, const char *msg);
+	/* the install entered phase (recorded; its work starts now) */
+	void (*phase)(void *ud, enum install_phase phase);
 	void *ud;
 	/* root public key files added to [system] trust */
 	const char *const *extra_trust;
@@ -71,8 +73,19 @@ static inline void installer_freep(struct installer **in)
  * the first install: shoald holds it from its start, so that no `shoal
  * --no-daemon` writes a slot under it. -EBUSY when another holds it. */
 int installer_lock(struct installer *in, struct perr *err);
-/* The database it uses (shoald shares it instead of opening another). */
+/* The database connection it uses (owned by the installer). A connection
+ * serves one thread at a time: a caller that runs installer steps on
+ * another thread keeps its own connection for itself (shoald does). */
 struct state *installer_state(struct installer *in);
+/* Safe from any thread, for a shutdown: a pre-install or post-install hook
+ * running on another thread is killed (with its process group) and its
+ * step returns -EINTR at once, leaving the install in its phase as a
+ * power cut would (the next installer_boot_check abandons it as cut
+ * short); every later such hook does the same. Nothing else is cut short:
+ * not a write, a hash, a bootloader switch, nor commit or rollback hooks.
+ * The callbacks of installer_opts are called from the thread that runs
+ * the step. */
+void installer_cancel(struct installer *in);
 
 struct install_result {
 	uint8_t release[HASH_SIZE];

@@ -101,7 +101,7 @@ static int mod_call(struct mod *md, const char *state, struct spawn_result *out,
 	char first[200];
 	int k;
 
-	if ((k = spawn_run(argv, md->env, md->sc->module_timeout_ms, &r, err)) < 0)
+	if ((k = spawn_run(argv, md->env, md->sc->module_timeout_ms, NULL, &r, err)) < 0)
 		return perr_prefix(err, k, "update module %s: %s: ", md->type, state);
 	snprintf(first, sizeof(first), "%.*s", (int)sizeof(first) - 1, r.output);
 	first[strcspn(first, "\n")] = '\0';

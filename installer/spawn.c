@@ -55,12 +55,12 @@ static void take_output(struct spawn_result *res, const char *buf, size_t n)
  * a child it left behind holding the pipe does not make it "time out". */
 #define DRAIN_MS 200
 
-int spawn_run(const char *const *argv, const char *const *env, uint64_t timeout_ms, struct spawn_result *res,
-	      struct perr *err)
+int spawn_run(const char *const *argv, const char *const *env, uint64_t timeout_ms, const int *cancel,
+	      struct spawn_result *res, struct perr *err)
 {
 	uint64_t deadline = timeout_ms ? mono_ms() + timeout_ms : 0, drain_end = 0;
 	int fds[2], wstatus = 0;
-	bool eof = false;
+	bool eof = false, cancelled = false;
 	pid_t pid;
 
 	memset(res, 0, sizeof(*res));
@@ -89,6 +89,10 @@ int spawn_run(const char *const *argv, const char *const *env, uint64_t timeout_
 			break;
 		if (!drain_end && deadline && now >= deadline) {
 			res->timed_out = true;
+			break;
+		}
+		if (!drain_end && cancel && __atomic_load_n(cancel, __ATOMIC_RELAXED)) {
+			cancelled = true;
 			break;
 		}
 		if (drain_end && drain_end - now < wait_ms)
@@ -122,11 +126,13 @@ int spawn_run(const char *const *argv, const char *const *env, uint64_t timeout_
 	/* nothing of the program's process group outlives it; killed before
 	 * the program is reaped, while its pid is still taken */
 	kill(-pid, SIGKILL);
-	if (res->timed_out)
+	if (res->timed_out || cancelled)
 		kill(pid, SIGKILL);
 	while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR)
 		;
 	res->output[res->output_len] = '\0';
 	res->status = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 128 + (WIFSIGNALED(wstatus) ? WTERMSIG(wstatus) : 0);
+	if (cancelled)
+		return perr_set(err, -EINTR, "stopped before it ended (its caller is shutting down)");
 	return 0;
 }

@@ -16,10 +16,13 @@ struct spawn_result {
 /* Runs argv[0] (looked up in PATH) with argv, the current environment plus
  * env (NULL-terminated "NAME=value" strings, may be NULL), stdin from
  * /dev/null, in its own process group. timeout_ms 0 waits for ever.
+ * cancel (may be NULL) is read atomically while it runs: once non-zero
+ * (set by another thread), the program and its process group are killed
+ * and -EINTR is returned, as when it could not be started.
  * When the program exits, what is left in its output is read for a short
  * while and its process group is killed: a child it left running (holding
  * the output) neither outlives it nor makes it time out.
  * Returns 0 when it ran (whatever its status: see res), or a negative
  * errno when it could not be started (err says why). */
-int spawn_run(const char *const *argv, const char *const *env, uint64_t timeout_ms, struct spawn_result *res,
-	      struct perr *err);
+int spawn_run(const char *const *argv, const char *const *env, uint64_t timeout_ms, const int *cancel,
+	      struct spawn_result *res, struct perr *err);
