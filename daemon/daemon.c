@@ -435,8 +435,8 @@ int daemon_init(struct daemon *d, struct perr *err)
 	if ((k = uv_loop_init(&d->loop)) < 0)
 		return perr_set(err, k, "event loop: %s", uv_strerror(k));
 	d->loop_ready = true;
-	/* with a system config, the installer's database is ours, and the
-	 * boot check runs before anything joins the swarm */
+	/* with a system config, the boot check runs before anything joins the
+	 * swarm; the installer's database is ours (on a connection of our own) */
 	if ((k = d->conf.system_conf ? device_open(d, err) : state_open(d->conf.state_dir, &d->st, err)) < 0)
 		return k;
 	if ((k = device_key_load(d->conf.state_dir, &d->device_sk, d->device_pk, err)) < 0 ||
@@ -532,10 +532,8 @@ void daemon_deinit(struct daemon *d)
 	discovery_free(d->disc);
 	origin_free(d->origin);
 	swarm_free(d->swarm);
-	if (d->dev)
-		device_free(d->dev); /* and with it the installer's database */
-	else
-		state_close(d->st);
+	device_free(d->dev); /* and with it the installer's connection */
+	state_close(d->st);
 	sodium_free(d->device_sk);
 	sodium_free(d->fleet_key);
 	conf_deinit(&d->conf);

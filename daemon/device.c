@@ -11,7 +11,22 @@
 #include "fleetd.h"
 #include "install.h"
 #include "log.h"
+#include "reuse.h"
 #include "swarm.h"
+
+/* Threads. The installer's steps that run hooks (begin: pre-install;
+ * finish: post-install and mark-trial), the slot write and the slot hash
+ * run on libuv's thread pool, one step at a time (uv_queue_work); their
+ * after-work callbacks, on the loop, do all that touches the daemon: the
+ * swarm, dev->st, set_last, the daemon's database connection.
+ *
+ * SQLite: the installer has its own connection (installer_state), and
+ * shoald its own (d->st, opened in device_open). While a step runs off the
+ * loop (dev->working or dev->lo.working), the installer and its
+ * connection are the worker's alone: the loop makes no installer_* call
+ * then (every one is behind dev->st != DEV_INSTALLING, or behind
+ * step_running() as in device_slot_size), and reads and writes the state
+ * only through d->st. A connection is never used by two threads at once. */
 
 enum dev_state {
 	DEV_IDLE = 0,       /* nothing waits: fetch when a newer release is offered */
@@ -44,13 +59,22 @@ struct device {
 	uint64_t image_size;
 	int slot;
 
-	/* verify-slot off the loop */
+	/* the install of a fetched release, its steps off the loop */
 	uv_work_t work;
 	bool working;
+	enum { FE_BEGIN, FE_HASH, FE_FINISH } step;
+	int step_k;                 /* what the step off the loop returned */
+	struct perr step_err;       /* ditto */
+	struct install_result step_res;
 	int hash_k;
 	struct perr hash_err;
 	uint8_t hash[HASH_SIZE];
 	uint64_t hash_ms;
+
+	/* the running install's phase and progress (atomics: written off the
+	 * loop by the installer's callbacks, read by status) */
+	unsigned phase;
+	uint64_t bytes, total;
 
 	uv_timer_t window;
 	bool window_init;
@@ -63,12 +87,13 @@ struct device {
 	uint64_t last_verify_ms;
 
 	/* a release installed from a directory or bundle (`shoal install PATH`):
-	 * verified and begun on the loop, written and hashed off it */
+	 * verified on the loop; begun, written, hashed and finished off it */
 	struct {
 		struct installer_job *job;
-		struct install_result res;
+		struct install_result res; /* the worker's while a step runs */
 		uv_work_t work;
-		bool working, hashing;
+		bool working;
+		enum { LO_BEGIN, LO_WRITE, LO_HASH, LO_FINISH } step;
 		int k;            /* of the step off the loop */
 		struct perr err;  /* ditto */
 		int reboot;       /* the request's --reboot, -1: [device] reboot */
@@ -79,26 +104,42 @@ struct device {
 		int done_k;
 		struct perr done_err;
 		struct install_result done_res;
-		/* progress of the step off the loop (atomics: written there) */
-		unsigned phase;
-		uint64_t bytes, total;
 	} lo;
 };
 
-/* Called off the loop too (a local install's write and hash). */
+static void set_phase(struct device *dev, enum install_phase phase, uint64_t done, uint64_t total)
+{
+	__atomic_store_n(&dev->phase, (unsigned)phase, __ATOMIC_RELAXED);
+	__atomic_store_n(&dev->bytes, done, __ATOMIC_RELAXED);
+	__atomic_store_n(&dev->total, total, __ATOMIC_RELAXED);
+}
+
+static enum install_phase get_phase(struct device *dev)
+{
+	return (enum install_phase)__atomic_load_n(&dev->phase, __ATOMIC_RELAXED);
+}
+
+/* The installer's callbacks: called off the loop while a step runs there. */
 static void inst_progress(void *ud, enum install_phase phase, uint64_t done, uint64_t total)
 {
-	struct device *dev = ud;
+	set_phase(ud, phase, done, total);
+}
 
-	__atomic_store_n(&dev->lo.phase, (unsigned)phase, __ATOMIC_RELAXED);
-	__atomic_store_n(&dev->lo.bytes, done, __ATOMIC_RELAXED);
-	__atomic_store_n(&dev->lo.total, total, __ATOMIC_RELAXED);
+static void inst_phase(void *ud, enum install_phase phase)
+{
+	set_phase(ud, phase, 0, 0);
 }
 
 static void inst_log(void *ud, int level, const char *msg)
 {
 	(void)ud;
-	log_msg(level, "installer: %s", msg);
+	log_msg(level, "installer: %s", msg); /* one write(2) per line */
+}
+
+/* Is an installer step running off the loop (the installer is its own)? */
+static bool step_running(const struct device *dev)
+{
+	return dev->working || dev->lo.working;
 }
 
 static void set_last(struct device *dev, const char *result, const char *detail)
@@ -201,7 +242,7 @@ static void boot_check(struct device *dev)
 
 int device_open(struct daemon *d, struct perr *err)
 {
-	struct installer_opts o = { .log = inst_log, .progress = inst_progress };
+	struct installer_opts o = { .log = inst_log, .progress = inst_progress, .phase = inst_phase };
 	struct device *dev = calloc(1, sizeof(*dev));
 	int k;
 
@@ -228,7 +269,10 @@ int device_open(struct daemon *d, struct perr *err)
 	/* the slots are ours while we run: `shoal` goes through us */
 	if ((k = installer_lock(dev->in, err)) < 0)
 		return perr_prefix(err, k, "%s: ", dev->sc->path);
-	d->st = installer_state(dev->in);
+	/* the same database, our own connection: the installer's is used by
+	 * its steps off the loop (see the top of this file) */
+	if ((k = state_open(dev->sc->state_dir, &d->st, err)) < 0)
+		return k;
 	log_info("system config %s: product %s, %s bootloader, slots %s (%s) and %s (%s), state in %s",
 		 dev->sc->path, dev->sc->product, bootloader_kind_name(dev->sc->bootloader), dev->sc->slots[0].bootname,
 		 dev->sc->slots[0].device, dev->sc->slots[1].bootname, dev->sc->slots[1].device, dev->sc->state_dir);
@@ -426,6 +470,10 @@ void device_stop(struct daemon *d)
 		uv_cancel((uv_req_t *)&d->dev->work);
 	if (d->dev && d->dev->lo.working)
 		uv_cancel((uv_req_t *)&d->dev->lo.work);
+	/* a hook that runs now is not waited for: the step ends at once and
+	 * the install stays in its phase (the after-work callback says so) */
+	if (d->dev && step_running(d->dev))
+		installer_cancel(d->dev->in);
 }
 
 void device_free(struct device *dev)
@@ -454,6 +502,16 @@ int device_slot_size(struct daemon *d, uint64_t *ret, struct perr *err)
 
 	if (d->dev->off[0])
 		return perr_set(err, -EBUSY, "%s", d->dev->off);
+	if (step_running(d->dev)) { /* the installer is the worker's: measured here */
+		const char *path = d->dev->sc->slots[device_inactive_slot(d)].device;
+		int k;
+
+		if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+			return perr_set(err, -errno, "%s: %s", path, strerror(errno));
+		k = fd_size(fd, ret);
+		close(fd);
+		return k < 0 ? perr_set(err, k, "%s: cannot read its size: %s", path, strerror(-k)) : 0;
+	}
 	fd = installer_fetch_target(d->dev->in, false, &slot, ret, err);
 	if (fd < 0)
 		return fd;
@@ -524,45 +582,50 @@ int device_active_source(struct daemon *d, struct manifest **ret_old, char *what
 
 /* ---- installing ---- */
 
-static void hash_work(uv_work_t *w)
+static uint64_t ms_since(const struct timespec *a)
 {
-	struct device *dev = container_of(w, struct device, work);
-	struct timespec a, b;
+	struct timespec b;
 
-	clock_gettime(CLOCK_MONOTONIC, &a);
-	dev->hash_err.msg[0] = '\0';
-	dev->hash_k = installer_slot_hash(dev->in, dev->slot, dev->image_size, dev->hash, &dev->hash_err);
 	clock_gettime(CLOCK_MONOTONIC, &b);
-	dev->hash_ms = (uint64_t)(((int64_t)b.tv_sec - a.tv_sec) * 1000 + ((int64_t)b.tv_nsec - a.tv_nsec) / 1000000);
+	return (uint64_t)(((int64_t)b.tv_sec - a->tv_sec) * 1000 + ((int64_t)b.tv_nsec - a->tv_nsec) / 1000000);
 }
 
-static void hash_done(uv_work_t *w, int status)
+/* After a step off the loop: does the shutdown end the install here? It
+ * stays in its phase then (the next start's boot check abandons it, and
+ * installs the release again when the slot holds it whole), or it got to
+ * its trial (last: the final step ended well) before a hook could be
+ * stopped. */
+static bool step_stopped(struct device *dev, int status, bool last, const char *what)
 {
-	struct device *dev = container_of(w, struct device, work);
-	struct daemon *d = dev->d;
-	struct install_result res;
-	struct perr err = { "" };
-	int k;
+	if (status >= 0 && !dev->d->stopping && !dev->stopping)
+		return false;
+	if (status >= 0 && last)
+		log_notice("%s%s installed in slot %s as shoald stops: the next start finds it waiting for its trial boot",
+			   dev->version, what, dev->sc->slots[dev->slot].bootname);
+	else
+		log_notice("install of %s%s interrupted in phase %s by the shutdown", dev->version, what,
+			   install_phase_name(get_phase(dev)));
+	return true;
+}
 
-	dev->working = false;
-	if (status < 0 || d->stopping || dev->stopping) {
-		/* the install stays in verify-slot: the next start abandons it
-		 * and installs the fetched release again */
-		log_notice("install of %s interrupted in verify-slot by the shutdown", dev->version);
-		return;
-	}
+/* The slot hash ran off the loop (k: what it returned). */
+static void hashed(struct device *dev, int k)
+{
 	dev->last_verify_ms = dev->hash_ms;
-	if (dev->hash_k < 0) {
-		err = dev->hash_err;
-		k = installer_fetched_finish(dev->in, NULL, REBOOT_NONE, &res, &err);
-	} else {
+	if (k >= 0)
 		log_info("verify-slot: %" PRIu64 " bytes of slot %s hashed in %" PRIu64 " ms off the event loop",
 			 dev->image_size, dev->sc->slots[dev->slot].bootname, dev->hash_ms);
-		k = installer_fetched_finish(dev->in, dev->hash, REBOOT_NONE, &res, &err);
-	}
+}
+
+/* The end of a fetched release's install, on the loop. */
+static void fetched_end(struct device *dev, int k, const struct install_result *res, const struct perr *err)
+{
+	struct daemon *d = dev->d;
+
+	set_phase(dev, PHASE_NONE, 0, 0);
 	if (k < 0) {
-		log_err("install of %s failed in phase %s: %s", dev->version, install_phase_name(res.phase), err.msg);
-		set_last(dev, "failed", err.msg);
+		log_err("install of %s failed in phase %s: %s", dev->version, install_phase_name(res->phase), err->msg);
+		set_last(dev, k == -EPERM || k == -EFBIG ? "refused" : "failed", err->msg);
 		dev->st = DEV_IDLE;
 		if (k == -EILSEQ || dev->hash_k < 0) {
 			log_notice("%s is fetched again", dev->version);
@@ -577,12 +640,83 @@ static void hash_done(uv_work_t *w, int status)
 	apply_reboot(dev);
 }
 
-static int start_install(struct device *dev, struct perr *err)
+/* One step of the install, off the loop: the installer is ours. */
+static void fetched_work(uv_work_t *w)
 {
+	struct device *dev = container_of(w, struct device, work);
 	struct installer_fetched f = { .manifest = dev->mbytes, .manifest_len = dev->mlen, .source = "the swarm" };
-	struct install_result res;
+	struct timespec a;
+
+	switch (dev->step) {
+	case FE_BEGIN: /* verify, the install recorded, pre-install hooks */
+		dev->step_err.msg[0] = '\0';
+		dev->step_k = installer_fetched_begin(dev->in, &f, &dev->step_res, &dev->step_err);
+		break;
+	case FE_HASH:
+		clock_gettime(CLOCK_MONOTONIC, &a);
+		dev->hash_err.msg[0] = '\0';
+		dev->hash_k = installer_slot_hash(dev->in, dev->slot, dev->image_size, dev->hash, &dev->hash_err);
+		dev->hash_ms = ms_since(&a);
+		break;
+	case FE_FINISH: /* the hash against the manifest, post-install hooks, mark-trial */
+		dev->step_k = installer_fetched_finish(dev->in, dev->hash_k < 0 ? NULL : dev->hash, REBOOT_NONE,
+						       &dev->step_res, &dev->step_err);
+		break;
+	}
+}
+
+static void fetched_step(struct device *dev);
+
+static void fetched_done(uv_work_t *w, int status)
+{
+	struct device *dev = container_of(w, struct device, work);
+
+	dev->working = false;
+	if (step_stopped(dev, status, dev->step == FE_FINISH && dev->step_k == 0, ""))
+		return;
+	switch (dev->step) {
+	case FE_BEGIN:
+		if (dev->step_k < 0)
+			break;
+		dev->slot = dev->step_res.slot;
+		dev->image_size = dev->step_res.image_size;
+		set_phase(dev, PHASE_VERIFY_SLOT, 0, dev->image_size);
+		dev->step = FE_HASH;
+		fetched_step(dev);
+		return;
+	case FE_HASH:
+		dev->step_err = dev->hash_err;
+		hashed(dev, dev->hash_k);
+		dev->step = FE_FINISH;
+		fetched_step(dev);
+		return;
+	case FE_FINISH:
+		break;
+	}
+	fetched_end(dev, dev->step_k, &dev->step_res, &dev->step_err);
+}
+
+static void fetched_step(struct device *dev)
+{
+	struct install_result res = { .phase = get_phase(dev) };
+	struct perr err = { "" };
 	int k;
 
+	dev->working = true;
+	if ((k = uv_queue_work(&dev->d->loop, &dev->work, fetched_work, fetched_done)) == 0)
+		return;
+	dev->working = false;
+	perr_set(&err, k, "cannot start the install's next step off the event loop: %s", uv_strerror(k));
+	/* on the loop, no step running: what begin recorded is abandoned */
+	if (dev->step != FE_BEGIN && (k = installer_fetched_finish(dev->in, NULL, REBOOT_NONE, &res, &err)) >= 0)
+		k = -EIO;
+	fetched_end(dev, k, &res, &err);
+}
+
+/* Starts the install of the fetched release: its steps run off the loop,
+ * and what came of it is logged and shown by status. */
+static int start_install(struct device *dev, struct perr *err)
+{
 	if (dev->off[0])
 		return perr_set(err, -EBUSY, "%s", dev->off);
 	if (dev->st != DEV_FETCHED)
@@ -590,21 +724,10 @@ static int start_install(struct device *dev, struct perr *err)
 				dev->st == DEV_IDLE ? "no fetched release waits for its install"
 						    : "an install runs or waits for its reboot");
 	dev->st = DEV_INSTALLING;
-	k = installer_fetched_begin(dev->in, &f, &res, err);
-	if (k < 0) {
-		log_err("install of %s failed in phase %s: %s", dev->version, install_phase_name(res.phase), err->msg);
-		set_last(dev, k == -EPERM || k == -EFBIG ? "refused" : "failed", err->msg);
-		dev->st = DEV_IDLE;
-		return k;
-	}
-	dev->slot = res.slot;
-	dev->image_size = res.image_size;
-	dev->working = true;
-	if ((k = uv_queue_work(&dev->d->loop, &dev->work, hash_work, hash_done)) < 0) {
-		dev->working = false;
-		dev->st = DEV_IDLE;
-		return perr_set(err, k, "cannot start the slot check: %s", uv_strerror(k));
-	}
+	dev->hash_k = 0;
+	dev->step = FE_BEGIN;
+	set_phase(dev, PHASE_VERIFY, 0, 0);
+	fetched_step(dev);
 	return 0;
 }
 
@@ -668,7 +791,7 @@ static int device_free_for_install(struct device *dev, struct perr *err)
 	return 0;
 }
 
-static void local_step(struct device *dev, uv_work_cb work, uv_after_work_cb done);
+static void local_step(struct device *dev);
 
 static void local_end(struct device *dev, int k, const struct perr *err)
 {
@@ -683,7 +806,7 @@ static void local_end(struct device *dev, int k, const struct perr *err)
 				  REL_COMPLETE);
 	installer_job_free(dev->lo.job);
 	dev->lo.job = NULL;
-	__atomic_store_n(&dev->lo.phase, (unsigned)PHASE_NONE, __ATOMIC_RELAXED);
+	set_phase(dev, PHASE_NONE, 0, 0);
 	if (k < 0) {
 		log_err("install of %s from %s failed in phase %s: %s", dev->version, dev->lo.path,
 			install_phase_name(dev->lo.res.phase), err->msg);
@@ -715,70 +838,86 @@ static void local_end(struct device *dev, int k, const struct perr *err)
 	reboot_as(dev, dev->lo.reboot);
 }
 
-static void local_hash_work(uv_work_t *w)
+static const char *const lo_step_names[] = { "begin", "write", "slot check", "finish" };
+
+/* One step of the job, off the loop: the job (and the installer) is ours. */
+static void local_work(uv_work_t *w)
 {
 	struct device *dev = container_of(w, struct device, lo.work);
-	struct timespec a, b;
+	struct timespec a;
 
-	clock_gettime(CLOCK_MONOTONIC, &a);
-	dev->lo.err.msg[0] = '\0';
-	dev->lo.k = installer_job_hash(dev->lo.job, &dev->lo.err);
-	clock_gettime(CLOCK_MONOTONIC, &b);
-	dev->hash_ms = (uint64_t)(((int64_t)b.tv_sec - a.tv_sec) * 1000 + ((int64_t)b.tv_nsec - a.tv_nsec) / 1000000);
-}
-
-static void local_write_work(uv_work_t *w)
-{
-	struct device *dev = container_of(w, struct device, lo.work);
-
-	dev->lo.err.msg[0] = '\0';
-	dev->lo.k = installer_job_write(dev->lo.job, &dev->lo.err);
+	switch (dev->lo.step) {
+	case LO_BEGIN: /* the install recorded, pre-install hooks */
+		dev->lo.err.msg[0] = '\0';
+		dev->lo.k = installer_job_begin(dev->lo.job, &dev->lo.err);
+		break;
+	case LO_WRITE:
+		dev->lo.err.msg[0] = '\0';
+		dev->lo.k = installer_job_write(dev->lo.job, &dev->lo.err);
+		dev->lo.k = installer_job_written(dev->lo.job, dev->lo.k, &dev->lo.err);
+		break;
+	case LO_HASH:
+		clock_gettime(CLOCK_MONOTONIC, &a);
+		dev->lo.err.msg[0] = '\0';
+		dev->lo.k = installer_job_hash(dev->lo.job, &dev->lo.err);
+		dev->hash_ms = ms_since(&a);
+		break;
+	case LO_FINISH: /* k and err: the hash's; post-install hooks, mark-trial */
+		dev->lo.k = installer_job_finish(dev->lo.job, dev->lo.k, REBOOT_NONE, &dev->lo.err);
+		break;
+	}
 }
 
 static void local_step_done(uv_work_t *w, int status)
 {
 	struct device *dev = container_of(w, struct device, lo.work);
-	struct perr err = dev->lo.err;
-	int k;
+	char what[PATH_MAX + 8];
 
 	dev->lo.working = false;
-	if (status < 0 || dev->d->stopping || dev->stopping) {
-		/* the install stays in its phase: the next start abandons it */
-		log_notice("install of %s from %s interrupted in phase %s by the shutdown", dev->version, dev->lo.path,
-			   dev->lo.hashing ? "verify-slot" : "write");
+	snprintf(what, sizeof(what), " from %s", dev->lo.path);
+	if (step_stopped(dev, status, dev->lo.step == LO_FINISH && dev->lo.k == 0, what)) {
 		installer_job_free(dev->lo.job);
 		dev->lo.job = NULL;
 		return;
 	}
-	if (!dev->lo.hashing) {
-		if ((k = installer_job_written(dev->lo.job, dev->lo.k, &err)) < 0) {
-			local_end(dev, k, &err);
-			return;
-		}
-		dev->lo.hashing = true;
-		local_step(dev, local_hash_work, local_step_done);
+	/* a slot that could not be hashed is for finish to abandon */
+	if ((dev->lo.k < 0 && dev->lo.step != LO_HASH) || dev->lo.step == LO_FINISH) {
+		local_end(dev, dev->lo.k, &dev->lo.err);
 		return;
 	}
-	dev->last_verify_ms = dev->hash_ms;
-	if (dev->lo.k == 0)
-		log_info("verify-slot: %" PRIu64 " bytes of slot %s hashed in %" PRIu64 " ms off the event loop",
-			 dev->image_size, dev->sc->slots[dev->slot].bootname, dev->hash_ms);
-	k = installer_job_finish(dev->lo.job, dev->lo.k, REBOOT_NONE, &err);
-	local_end(dev, k, &err);
+	switch (dev->lo.step) {
+	case LO_BEGIN:
+		swarm_drop_slot(dev->d->swarm, dev->slot, "is overwritten");
+		dev->lo.step = LO_WRITE;
+		break;
+	case LO_WRITE:
+		dev->lo.step = LO_HASH;
+		break;
+	case LO_HASH:
+		hashed(dev, dev->lo.k);
+		dev->lo.step = LO_FINISH;
+		break;
+	case LO_FINISH:
+		break;
+	}
+	local_step(dev);
 }
 
-static void local_step(struct device *dev, uv_work_cb work, uv_after_work_cb done)
+static void local_step(struct device *dev)
 {
 	struct perr err = { "" };
 	int k;
 
 	dev->lo.working = true;
-	if ((k = uv_queue_work(&dev->d->loop, &dev->lo.work, work, done)) < 0) {
+	if ((k = uv_queue_work(&dev->d->loop, &dev->lo.work, local_work, local_step_done)) < 0) {
 		dev->lo.working = false;
-		perr_set(&err, k, "cannot start the %s off the event loop: %s", dev->lo.hashing ? "slot check" : "write",
+		perr_set(&err, k, "cannot start the %s off the event loop: %s", lo_step_names[dev->lo.step],
 			 uv_strerror(k));
-		k = dev->lo.hashing ? installer_job_finish(dev->lo.job, k, REBOOT_NONE, &err)
-				    : installer_job_written(dev->lo.job, k, &err);
+		/* on the loop, no step running: the install is abandoned */
+		if (dev->lo.step == LO_WRITE)
+			k = installer_job_written(dev->lo.job, k, &err);
+		else if (dev->lo.step != LO_BEGIN)
+			k = installer_job_finish(dev->lo.job, k, REBOOT_NONE, &err);
 		local_end(dev, k < 0 ? k : -EIO, &err);
 	}
 }
@@ -847,14 +986,7 @@ int device_install_path(struct daemon *d, const char *path, int reboot, json_t *
 	dev->slot = device_inactive_slot(d);
 	dev->image_size = m->image_size;
 	dev->st = DEV_INSTALLING;
-	if ((k = installer_job_begin(job, err)) < 0) {
-		log_err("install of %s from %s failed in phase %s: %s", m->version, path,
-			install_phase_name(dev->lo.res.phase), err->msg);
-		set_last(dev, "failed", err->msg);
-		dev->st = DEV_IDLE;
-		return k;
-	}
-	swarm_drop_slot(d->swarm, dev->slot, "is overwritten");
+	set_phase(dev, PHASE_VERIFY, 0, 0);
 	log_notice("installing %s (counter %" PRIu64 ") from %s into slot %s (%s)", m->version, m->counter, path,
 		   dev->sc->slots[dev->slot].bootname, dev->sc->slots[dev->slot].device);
 	*ret = json_pack("{s:b, s:I, s:s, s:s, s:I, s:s, s:I}", "ok", 1, "id", (json_int_t)(dev->lo.seq + 1), "release",
@@ -863,9 +995,9 @@ int device_install_path(struct daemon *d, const char *path, int reboot, json_t *
 	dev->lo.job = TAKE_PTR(job);
 	dev->lo.seq++;
 	dev->lo.reboot = reboot;
-	dev->lo.hashing = false;
+	dev->lo.step = LO_BEGIN; /* pre-install hooks: off the loop too */
 	snprintf(dev->lo.path, sizeof(dev->lo.path), "%s", path);
-	local_step(dev, local_write_work, local_step_done);
+	local_step(dev);
 	return 0;
 refused:
 	log_warn("install of %s refused: %s", path, err->msg);
@@ -879,14 +1011,11 @@ json_t *device_install_progress(struct daemon *d, uint64_t id)
 
 	if (!dev)
 		return json_pack("{s:b, s:s}", "ok", 0, "error", "this shoald has no [device] system_conf");
-	if (id && id == dev->lo.seq && dev->lo.job) {
-		unsigned ph = __atomic_load_n(&dev->lo.phase, __ATOMIC_RELAXED);
-
+	if (id && id == dev->lo.seq && dev->lo.job)
 		return json_pack("{s:b, s:b, s:s, s:I, s:I}", "ok", 1, "running", 1, "phase",
-				 install_phase_name(ph ? (enum install_phase)ph : dev->lo.res.phase), "done",
-				 (json_int_t)__atomic_load_n(&dev->lo.bytes, __ATOMIC_RELAXED), "total",
-				 (json_int_t)__atomic_load_n(&dev->lo.total, __ATOMIC_RELAXED));
-	}
+				 install_phase_name(get_phase(dev)), "done",
+				 (json_int_t)__atomic_load_n(&dev->bytes, __ATOMIC_RELAXED), "total",
+				 (json_int_t)__atomic_load_n(&dev->total, __ATOMIC_RELAXED));
 	if (!id || id != dev->lo.done_seq)
 		return json_pack("{s:b, s:s}", "ok", 0, "error", "no such install (did shoald restart? 'shoal status' "
 				 "shows what it knows)");
@@ -991,12 +1120,14 @@ json_t *device_status_json(struct daemon *d)
 		json_object_set_new(o, "error", json_string(dev->off));
 	if (dev->rollback_reboot)
 		json_object_set_new(o, "reboot_due", json_string("rollback"));
-	if (dev->lo.job)
+	/* the phase as the installer reports it from its thread: the state
+	 * database below says the same, once the phase is recorded */
+	if (dev->st == DEV_INSTALLING)
 		json_object_set_new(o, "progress",
-				    json_pack("{s:s, s:s, s:I, s:I}", "source", dev->lo.path, "phase",
-					      install_phase_name(__atomic_load_n(&dev->lo.phase, __ATOMIC_RELAXED)), "done",
-					      (json_int_t)__atomic_load_n(&dev->lo.bytes, __ATOMIC_RELAXED), "total",
-					      (json_int_t)__atomic_load_n(&dev->lo.total, __ATOMIC_RELAXED)));
+				    json_pack("{s:s, s:s, s:I, s:I}", "source", dev->lo.job ? dev->lo.path : "the swarm",
+					      "phase", install_phase_name(get_phase(dev)), "done",
+					      (json_int_t)__atomic_load_n(&dev->bytes, __ATOMIC_RELAXED), "total",
+					      (json_int_t)__atomic_load_n(&dev->total, __ATOMIC_RELAXED)));
 	if (state_install_get(d->st, &p) == 0) {
 		json_object_set_new(o, "phase", json_string(p.phase));
 		json_object_set_new(o, "release", json_string(hex_encode(p.release, HASH_SIZE, hex)));

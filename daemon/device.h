@@ -5,10 +5,13 @@
  * fallback) before it joins the swarm; it fetches releases straight into
  * the inactive slot, after copying what the active slot already holds;
  * once a fetch is complete it installs (install = auto, or on command)
- * with the whole-image check off the event loop, and reboots as [device]
- * reboot says. It serves the releases its slots hold.
+ * with every step that may block (hooks, write, whole-image check) off the
+ * event loop, and reboots as [device] reboot says. It serves the releases
+ * its slots hold.
  *
- * The state database is the installer's: d->st is installer_state(). */
+ * The state database is the installer's; d->st is shoald's own connection
+ * to it, the installer's connection serves the installer's steps (see
+ * device.c). */
 #pragma once
 
 #include <jansson.h>
@@ -18,8 +21,8 @@
 struct daemon;
 struct device;
 
-/* Loads the system config, opens the installer and runs the boot check.
- * Before the swarm exists. Errors only for what makes the device unusable
+/* Loads the system config, opens the installer and d->st and runs the boot
+ * check (on the calling thread). Before the swarm exists. Errors only for what makes the device unusable
  * (a bad system config, another product); a failed boot check is logged
  * and leaves installs off. */
 int device_open(struct daemon *d, struct perr *err);
