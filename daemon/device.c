@@ -31,7 +31,7 @@
 enum dev_state {
 	DEV_IDLE = 0,       /* nothing waits: fetch when a newer release is offered */
 	DEV_FETCHED,        /* complete in the inactive slot; install = manual waits for the word */
-	DEV_INSTALLING,     /* verify .. mark-trial (the slot hash runs off the loop) */
+	DEV_INSTALLING,     /* verify .. mark-trial, each step off the loop */
 	DEV_REBOOT_PENDING, /* the trial is set; the reboot policy decides when */
 	DEV_REBOOTING,      /* reboot-command ran */
 };
