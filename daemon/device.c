@@ -646,6 +646,7 @@ static void fetched_work(uv_work_t *w)
 	struct device *dev = container_of(w, struct device, work);
 	struct installer_fetched f = { .manifest = dev->mbytes, .manifest_len = dev->mlen, .source = "the swarm" };
 	struct timespec a;
+	int prio;
 
 	switch (dev->step) {
 	case FE_BEGIN: /* verify, the install recorded, pre-install hooks */
@@ -655,7 +656,9 @@ static void fetched_work(uv_work_t *w)
 	case FE_HASH:
 		clock_gettime(CLOCK_MONOTONIC, &a);
 		dev->hash_err.msg[0] = '\0';
+		prio = daemon_thread_background(); /* the loop serves peers meanwhile */
 		dev->hash_k = installer_slot_hash(dev->in, dev->slot, dev->image_size, dev->hash, &dev->hash_err);
+		daemon_thread_foreground(prio);
 		dev->hash_ms = ms_since(&a);
 		break;
 	case FE_FINISH: /* the hash against the manifest, post-install hooks, mark-trial */
