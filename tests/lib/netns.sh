@@ -47,6 +47,8 @@
 #   host_avahi_stop I / host_avahi_start I   kill (by pid) / start host I's avahi-daemon
 #   host_shape I UP DOWN          tbf rates (tc units: 10mbit, 512kbit) on host I's link
 #   host_unshape I
+#   host_link I up|down           host I's cable: its veth's bridge end up or down
+#                                 (host I's eth0 loses its carrier, as when unplugged)
 #   host_tx_bytes I               bytes host I's eth0 has sent (frames, headers included)
 #   netns_have_qdisc KIND         whether the kernel has that qdisc (tbf, htb, netem, ...)
 
@@ -413,6 +415,12 @@ host_shape() {
 		b=$(_netns_burst "$down") || { _netns_log "bad rate '$down' (use bit, kbit, mbit, gbit)"; return 1; }
 		_netns_enter_br tc qdisc replace dev "vh$i" root tbf rate "$down" burst "$b" latency 100ms || return 1
 	fi
+}
+
+host_link() {
+	_netns_host_ok "$1" || return 1
+	case $2 in up | down) ;; *) _netns_log "host_link: up or down, not '$2'"; return 1 ;; esac
+	_netns_enter_br ip link set "vh$1" "$2"
 }
 
 host_unshape() {
