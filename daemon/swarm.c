@@ -33,6 +33,7 @@
 #define HAVE_DELAY_MS 20
 #define DIAL_RETRY_MS 2000
 #define LINK_OUTAGE_MS 1000 /* a carrier lost this long: silent connections are dropped when it is back */
+#define LINK_REDIAL_MS 5000 /* after the carrier is back, a failed dial is tried again at the next tick */
 /* Chunks are handed to a peer's socket just in time: a new one only when
  * less than SERVE_AHEAD bytes wait in our queue and the kernel holds at
  * most NOTSENT_LOWAT unsent bytes (TCP_NOTSENT_LOWAT). Which chunk to send
@@ -148,6 +149,7 @@ struct zcache {
 
 struct swarm {
 	struct daemon *d;
+	uint64_t link_back_ms; /* when a carrier last came back (0: never) */
 	struct zcache zc;
 	ZSTD_CCtx *cctx; /* a device compressing a chunk the cache misses */
 	uint64_t zc_hits, zc_misses;
@@ -2084,6 +2086,15 @@ static void connect_cb(uv_connect_t *c, int status)
 	if (p->closing)
 		return;
 	if (status < 0) {
+		struct swarm *sw = p->sw;
+		uint64_t now = uv_now(&sw->d->loop);
+
+		/* Right after a link outage the kernel may still hold the
+		 * neighbour entries that failed while the cable was out: the
+		 * first dials fail at once (EHOSTUNREACH) and the next one
+		 * resolves afresh. Try again at the next tick, not in 2 s. */
+		if (p->dialer && sw->link_back_ms && now - sw->link_back_ms < LINK_REDIAL_MS)
+			p->dialer->next_try_ms = now;
 		peer_close(p, uv_strerror(status));
 		return;
 	}
@@ -2178,6 +2189,7 @@ void swarm_link_up(struct swarm *sw, const char *ifname, uint64_t down_ms)
 				dropped++;
 			}
 		}
+	sw->link_back_ms = now;
 	log_notice("network: %s has its carrier back after %.1f s; %u silent connection(s) dropped, dialling peers "
 		   "now", ifname, (double)down_ms / 1000, dropped);
 	for (size_t i = 0; i < sw->n_dialers; i++)
