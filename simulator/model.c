@@ -63,7 +63,16 @@
  *  - REUSE_BPS: before its first request a device copies what its active
  *    slot already holds (reads, hashes and writes each reused chunk, then
  *    fdatasync); measured 16 MiB slots, 12.5 MiB reused, 97 to 225 ms,
- *    median 186 ms: 70 MB of reused bytes per second. */
+ *    median 186 ms: 70 MB of reused bytes per second;
+ *  - REARP_US, TICK_US: a device whose cable comes back dials its peers at
+ *    once (netwatch.c), but its kernel still holds the neighbour entries
+ *    that failed while the link was down: those first dials fail after
+ *    66 to 101 ms (EHOSTUNREACH, measured in faults-4), and shoald dials
+ *    again at its next tick (every 200 ms), which resolves afresh;
+ *  - HANDSHAKE_RTTS: TCP's and the session's handshakes before a new
+ *    connection carries anything. */
+#define REARP_US 100000u
+#define HANDSHAKE_RTTS 2u
 #define WIRE_HDR 66u
 #define CHUNK_FRAME 59u
 #define SEND_AHEAD (256u << 10)
@@ -1154,8 +1163,14 @@ static void on_fault(struct model *m, uint32_t fi, bool end)
 			n->link_ok = false;
 			push(m, m->now + f->duration_ms * 1000, EV_FAULT_END, 0, 0, fi, 0, 0);
 		} else {
+			/* shoald hears the carrier and dials at once; those dials
+			 * fail on the stale neighbour entries (REARP_US) and the
+			 * next tick's succeed */
 			n->link_ok = true;
-			connect_all(m, n);
+			for (uint32_t i = 0; i < n->n_nb; i++)
+				push(m, m->now + REARP_US + rnd(&m->rng) % TICK_US +
+						HANDSHAKE_RTTS * 2 * path_latency(m, n->id, n->nb[i].other),
+				     EV_REDIAL, n->id, i, 0, 0, 0);
 		}
 		break;
 	case SCN_FAULT_MALICIOUS:

@@ -2000,8 +2000,11 @@ int proc_run(const struct scenario *s, const struct proc_opts *o, struct sim_res
 		}
 		campaign_poll(&p);
 		live_and_trace(&p, live, ln, tr);
-		while (!interrupted && mono() < next)
+		/* faults are due to the scenario's millisecond, not the next poll */
+		while (!interrupted && mono() < next) {
 			usleep(20000);
+			faults_step(&p);
+		}
 	}
 	live_and_trace(&p, live, ln, tr);
 	if (live) {
