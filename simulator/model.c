@@ -571,6 +571,15 @@ static void add_to_sched(struct model *m, struct node *n, uint32_t hi)
 
 static void start_phase(struct model *m, struct node *n, enum ntype st);
 
+/* Under a campaign every device fetches at once, as shoald does (it
+ * fetches any release it accepts); the campaign only says when it
+ * installs: the canaries first, the rest once every canary committed. */
+static bool held_by_campaign(const struct model *m, uint32_t i)
+{
+	return m->sc->rollout == SCN_ROLLOUT_CAMPAIGN && !m->sc->nodes[i].canary && m->sc->n_canaries &&
+	       !m->wave2_started;
+}
+
 static void fetch_complete(struct model *m, struct node *n)
 {
 	sched_free(n->s);
@@ -579,7 +588,7 @@ static void fetch_complete(struct model *m, struct node *n)
 		set_in_sched(m, n, i, false);
 	n->complete_s = m->now / 1e6;
 	trace(m, n);
-	if (m->sc->max_installing && m->installing >= m->sc->max_installing) {
+	if (held_by_campaign(m, n->id) || (m->sc->max_installing && m->installing >= m->sc->max_installing)) {
 		n->st = N_WAIT_INSTALL;
 		return;
 	}
@@ -985,7 +994,7 @@ static void settle(struct model *m, struct node *n, enum ntype st)
 		m->installing--;
 	/* an install slot is free: the next waiting device takes it */
 	for (uint32_t i = 0; i < m->n_dev && (!m->sc->max_installing || m->installing < m->sc->max_installing); i++)
-		if (m->nodes[i].st == N_WAIT_INSTALL && m->nodes[i].alive) {
+		if (m->nodes[i].st == N_WAIT_INSTALL && m->nodes[i].alive && !held_by_campaign(m, i)) {
 			m->installing++;
 			start_phase(m, &m->nodes[i], N_INSTALLING);
 		}
@@ -1096,9 +1105,12 @@ static void campaign_check(struct model *m)
 	if (!all || bad)
 		return;
 	m->wave2_started = true;
-	for (uint32_t i = 0; i < m->n_dev; i++)
-		if (!m->sc->nodes[i].canary)
-			push(m, m->now + start_delay_us(m, i), EV_START, i, 0, 0, 0, 0);
+	/* the rest install, those that hold the release already first */
+	for (uint32_t i = 0; i < m->n_dev && (!m->sc->max_installing || m->installing < m->sc->max_installing); i++)
+		if (!m->sc->nodes[i].canary && m->nodes[i].st == N_WAIT_INSTALL && m->nodes[i].alive) {
+			m->installing++;
+			start_phase(m, &m->nodes[i], N_INSTALLING);
+		}
 }
 
 /* ---- faults ---- */
@@ -1397,8 +1409,7 @@ static int setup(struct model *m)
 			connect_half(m, &m->nodes[i], h);
 	for (uint32_t i = 0; i < m->n_dev; i++) {
 		trace(m, &m->nodes[i]);
-		if (sc->rollout == SCN_ROLLOUT_AUTO || sc->nodes[i].canary || sc->n_canaries == 0)
-			push(m, start_delay_us(m, i), EV_START, i, 0, 0, 0, 0);
+		push(m, start_delay_us(m, i), EV_START, i, 0, 0, 0, 0);
 	}
 	if (sc->rollout == SCN_ROLLOUT_CAMPAIGN && sc->n_canaries == 0)
 		m->wave2_started = true;
@@ -1627,7 +1638,7 @@ static void collect(struct model *m, struct sim_results *r, struct sim_node_resu
 			snprintf(x->campaign_target, sizeof(x->campaign_target), "%s",
 				 n->st == N_COMMITTED ? "done"
 				 : bad		      ? "failed"
-				 : n->st == N_IDLE    ? "pending"
+				 : n->st == N_IDLE || (n->st == N_WAIT_INSTALL && !m->wave2_started) ? "pending"
 						      : "installing");
 			if (bad) {
 				r->campaign_failures++;
