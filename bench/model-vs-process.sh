@@ -25,7 +25,7 @@ shift
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SIM=$B/simulator/shoal-sim
 SC=$ROOT/simulator/scenarios
-[ $# -gt 0 ] || set -- "$SC/small-4.ini" "$SC/faults-4.ini" "$SC/malicious-peer.ini" "$SC/gateway-leaves.ini" \
+[ $# -gt 0 ] || set -- "$SC/small-4.ini" "$SC/faults-4.ini" "$SC/malicious-peer.ini" "$SC/gateway-leaves.ini" "$SC/campaign-6.ini" \
 	"$SC/demo-8.ini"
 RUNS=${RUNS:-3}
 [ "$(id -u)" = 0 ] || { echo "process mode needs root" >&2; exit 2; }
