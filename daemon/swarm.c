@@ -1482,7 +1482,10 @@ static void on_chunk(struct peer *p, const struct msg_chunk *c)
 		log_err("target: writing chunk %s failed: %s", hex16(c->id, hex), strerror(-k));
 		return;
 	}
-	if (c->enc == CHUNK_ENC_ZSTD) /* to forward as it came */
+	/* to forward as it came, when compression paid (by the same 1/32 as
+	 * device_read): a gateway's store keeps even random data as zstd
+	 * frames, and caching those would hold 8 MiB for nothing */
+	if (c->enc == CHUNK_ENC_ZSTD && c->stored_len <= c->plain_len - c->plain_len / 32)
 		zcache_put(&sw->zc, c->id, c->stored, c->stored_len);
 	sched_on_chunk(f->sched, p->sp, first, true, uv_now(&sw->d->loop));
 	if (tbucket_take(&sw->down_all, c->stored_len, uv_now(&sw->d->loop)) < 0)
