@@ -222,8 +222,8 @@ static void boot_check(struct device *dev)
 		set_last(dev, "fell-back", b->report);
 		break;
 	case BOOT_CHECK_ABANDONED:
-		log_notice("boot check: the install of %s was cut short before its trial and is abandoned (%s)",
-			   b->version, b->report);
+		log_notice("boot check: the install of %s was cut short before its trial and is abandoned (%.*s)",
+			   b->version, (int)strcspn(b->report, "\n"), b->report);
 		set_last(dev, "abandoned", b->report);
 		break;
 	}

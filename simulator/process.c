@@ -84,7 +84,6 @@ struct pnode {
 	double t_due;       /* PH_OFF: power on; shoald killed: restart */
 	bool restart_due;   /* shoald is down (kill fault, gateway-down) until t_due */
 	bool installed;     /* v2 was installed since the last power cut */
-	bool reinstalled;   /* after a power cut: the simulator ran the install again */
 	bool booted_new;    /* rebooted after the install: the settle check applies */
 	int reboots;
 	bool malicious;
@@ -1254,26 +1253,9 @@ static void device_step(struct proc *p, struct pnode *n)
 	case PH_BOOTSIM:
 		if (job_done(p, n, 1u << 0, "the boot simulator") < 0)
 			break;
-		if (p->daemon_installs && n->fault && n->fault->kind == SCN_FAULT_POWER_CUT_INSTALL && n->fault_fired &&
-		    !n->installed && !n->reinstalled) {
-			/* shoald finds the cut install abandoned and version 2
-			 * complete in the slot, and does not install it again
-			 * (it installs when a fetch completes, or when a
-			 * gateway's COMMAND finds a fetched release waiting):
-			 * the simulator installs it, shoald off, as an operator
-			 * would, then reboots the device */
-			n->reinstalled = true;
-			path_of(rel2, p->work, "rel2");
-			say(p, "%s: shoald does not install again after a cut install: the simulator runs `shoal install` "
-			       "of version %s",
-			    n->name, p->s->version);
-			if (job_start(p, n, "install", rel2) < 0) {
-				device_fail(p, n, "cannot run shoal install");
-				break;
-			}
-			n->ph = PH_INSTALL;
-			break;
-		}
+		/* after a power cut during its install, shoald itself finds
+		 * the install cut short and starts it again from the slot
+		 * (device.c, retry_interrupted) */
 		if (!p->daemon_installs) {
 			n->ph = PH_BOOTCHK;
 			if (job_start(p, n, "boot-check", NULL) < 0)
