@@ -88,6 +88,8 @@ struct fetch {
 	uint32_t announce[WIRE_HAVE_MAX]; /* verified since the last HAVE */
 	size_t n_announce;
 	bool verifying; /* complete: the target is read back off the loop */
+	bool reusing;   /* local reuse runs off the loop: no requests, no writes here */
+	char abort_why[128]; /* swarm_fetch_abort while reusing: done when it ends */
 };
 
 struct dialer {
@@ -875,70 +877,265 @@ static void fetch_complete(struct swarm *sw)
 	f->verifying = true;
 }
 
-/* Local reuse (installer/reuse.c): chunks the device already holds are
- * written into the target and count as fetched. */
-struct reuse_ctx {
-	struct swarm *sw;
-	uint64_t reused;
+/* Local reuse (installer/reuse.c): chunks the device already holds (the
+ * active slot, the release the target held, configured seed files) are
+ * copied into the target and count as fetched. It runs in the thread
+ * pool: a 1 GiB slot takes about 15 s to read, hash and write, which on
+ * the loop left peers unserved, `shoal status` unanswered and the
+ * systemd watchdog (30 s) close. Meanwhile the fetch asks nobody for
+ * anything and writes nothing to the target; the loop reads only.
+ * When it ends, what it wrote is marked held (and synced and recorded
+ * like fetched chunks) and the fetch starts asking its peers. */
+struct reuse_src {
+	int fd;
+	struct manifest *old; /* what fd holds, by its table; NULL: chunk it */
+	char what[256];
+	uint64_t bytes;       /* written from it */
+	struct perr err;
+	int k;
 };
+
+struct reuse_work {
+	uv_work_t w;
+	struct swarm *sw;
+	struct held *h;
+	struct reuse_src *src;
+	size_t n_src;
+	uint8_t *got;     /* chunk indexes written by this job */
+	uint32_t *firsts; /* one index per id written, for the scheduler */
+	size_t n_firsts, cap_firsts;
+	struct reuse_src *cur;
+};
+
+static bool got_has(const struct reuse_work *rw, uint32_t i)
+{
+	return rw->got[i / 8] & (1u << (i % 8));
+}
 
 static bool reuse_wanted(void *ud, const uint8_t id[HASH_SIZE], uint32_t len)
 {
-	struct held *h = ((struct reuse_ctx *)ud)->sw->fetch->h;
+	struct reuse_work *rw = ud;
+	struct held *h = rw->h;
 	size_t pos = order_find(h, id);
 
 	for (; pos < h->m->n_chunks && !memcmp(chunk_of(h, h->order[pos])->id, id, HASH_SIZE); pos++)
-		if (!held_has(h, h->order[pos]) && chunk_of(h, h->order[pos])->len == len)
+		if (!held_has(h, h->order[pos]) && !got_has(rw, h->order[pos]) && chunk_of(h, h->order[pos])->len == len)
 			return true;
 	return false;
 }
 
+/* In the pool thread: the bytes go to every place of the image with this
+ * id that is not held yet; marking them is for the loop, later. */
 static int reuse_offer(void *ud, const uint8_t id[HASH_SIZE], const uint8_t *buf, uint32_t len, struct perr *err)
 {
-	struct reuse_ctx *rc = ud;
-	uint32_t first;
-	int k = write_unit(rc->sw, id, buf, len, &first);
+	struct reuse_work *rw = ud;
+	struct held *h = rw->h;
+	size_t pos = order_find(h, id);
+	bool any = false;
+	uint32_t first = 0;
+	int k;
 
-	if (k < 0)
-		return perr_set(err, k, "writing the target failed: %s", strerror(-k));
-	if (sched_have(rc->sw->fetch->sched, first) == 1)
-		rc->reused += len;
+	if (__atomic_load_n(&rw->sw->stopping, __ATOMIC_RELAXED))
+		return perr_set(err, -ECANCELED, "shoald is stopping");
+	for (; pos < h->m->n_chunks; pos++) {
+		uint32_t i = h->order[pos];
+		const struct manifest_chunk *c = chunk_of(h, i);
+
+		if (memcmp(c->id, id, HASH_SIZE) != 0)
+			break;
+		if (!any)
+			first = i;
+		any = true;
+		if (held_has(h, i) || got_has(rw, i))
+			continue;
+		if (c->len != len)
+			return perr_set(err, -EBADMSG, "a chunk's length differs from the manifest's");
+		if ((k = pwrite_full(h->fd, buf, len, (off_t)c->offset)) < 0)
+			return perr_set(err, k, "writing the target failed: %s", strerror(-k));
+		rw->got[i / 8] |= (uint8_t)(1u << (i % 8));
+	}
+	if (!any)
+		return 0;
+	if ((k = array_reserve((void **)&rw->firsts, &rw->cap_firsts, rw->n_firsts + 1, sizeof(*rw->firsts), 256)) < 0)
+		return perr_set(err, k, "out of memory");
+	rw->firsts[rw->n_firsts++] = first;
+	rw->cur->bytes += len;
 	return 0;
 }
 
-/* Copies every chunk that fd already holds (the active slot, the running
- * image, a seed file): delta updates without precomputed deltas. old: the
- * manifest fd is known to hold (read by its table), else it is chunked. */
-static void reuse_local(struct swarm *sw, const char *what, int fd, const struct manifest *old)
+static void reuse_work_cb(uv_work_t *w)
 {
-	struct reuse_ctx rc = { sw, 0 };
-	struct reuse_ops ops = { reuse_wanted, reuse_offer, &rc };
-	struct perr err = { "" };
-	uint64_t size;
-	int k = fd_size(fd, &size);
+	struct reuse_work *rw = container_of(w, struct reuse_work, w);
+	struct reuse_ops ops = { reuse_wanted, reuse_offer, rw };
 
-	if (k < 0)
-		perr_set(&err, k, "%s", strerror(-k));
-	else if (old)
-		k = reuse_known(fd, size, old, &ops, &err);
-	else
-		k = reuse_scan(fd, size, &sw->fetch->h->m->chunking, &ops, &err);
-	if (k < 0)
-		log_warn("reuse %s: %s", what, err.msg);
-	state_counter_add(sw->d->st, "rx_local", rc.reused);
-	log_info("reuse %s: %" PRIu64 " bytes of the new release were already here", what, rc.reused);
+	for (size_t i = 0; i < rw->n_src; i++) {
+		struct reuse_src *r = &rw->src[i];
+		uint64_t size;
+
+		rw->cur = r;
+		if ((r->k = fd_size(r->fd, &size)) < 0)
+			perr_set(&r->err, r->k, "%s", strerror(-r->k));
+		else if (r->old)
+			r->k = reuse_known(r->fd, size, r->old, &ops, &r->err);
+		else
+			r->k = reuse_scan(r->fd, size, &rw->h->m->chunking, &ops, &r->err);
+		if (r->k == -ECANCELED)
+			return;
+	}
+	/* the copy reaches the disk here, not in the loop's next sync */
+	if (rw->n_firsts && fdatasync(rw->h->fd) < 0)
+		rw->src[0].k = perr_set(&rw->src[0].err, -errno, "syncing the target: %s", strerror(errno));
 }
 
-static void reuse_file(struct swarm *sw, const char *path)
+static void reuse_work_free(struct reuse_work *rw)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	for (size_t i = 0; i < rw->n_src; i++) {
+		if (rw->src[i].fd >= 0)
+			close(rw->src[i].fd);
+		manifest_free(rw->src[i].old);
+	}
+	free(rw->src);
+	free(rw->got);
+	free(rw->firsts);
+	free(rw);
+}
 
-	if (fd < 0) {
-		log_warn("reuse %s: %s", path, strerror(errno));
+static void fetch_go(struct swarm *sw);
+
+static void reuse_after_cb(uv_work_t *w, int status)
+{
+	struct reuse_work *rw = container_of(w, struct reuse_work, w);
+	struct swarm *sw = rw->sw;
+	struct fetch *f = sw->fetch;
+	uint64_t total = 0;
+
+	if (status < 0 || sw->stopping || !f || f->h != rw->h) {
+		/* stopping: nothing was marked held, the next start copies again */
+		reuse_work_free(rw);
 		return;
 	}
-	reuse_local(sw, path, fd, NULL);
-	close(fd);
+	f->reusing = false;
+	for (size_t i = 0; i < rw->n_firsts; i++) {
+		struct held *h = f->h;
+		uint32_t first = rw->firsts[i];
+		const uint8_t *id = chunk_of(h, first)->id;
+
+		for (size_t pos = order_find(h, id); pos < h->m->n_chunks && !memcmp(chunk_of(h, h->order[pos])->id, id,
+										  HASH_SIZE); pos++)
+			if (got_has(rw, h->order[pos]))
+				mark_have(sw, h->order[pos]);
+		if (sched_have(f->sched, first) == 1)
+			total += chunk_of(h, first)->len;
+	}
+	for (size_t i = 0; i < rw->n_src; i++) {
+		struct reuse_src *r = &rw->src[i];
+
+		if (r->k < 0)
+			log_warn("reuse %s: %s", r->what, r->err.msg);
+		log_info("reuse %s: %" PRIu64 " bytes of the new release were already here", r->what, r->bytes);
+	}
+	state_counter_add(sw->d->st, "rx_local", total);
+	reuse_work_free(rw);
+	if (f->abort_why[0]) {
+		char why[sizeof(f->abort_why)];
+
+		snprintf(why, sizeof(why), "%s", f->abort_why);
+		swarm_fetch_abort(sw, why);
+		return;
+	}
+	fetch_go(sw);
+}
+
+static int reuse_add(struct reuse_work *rw, int fd, struct manifest *old, const char *what)
+{
+	struct reuse_src *r = &rw->src[rw->n_src++];
+
+	r->fd = fd;
+	r->old = old;
+	snprintf(r->what, sizeof(r->what), "%s", what);
+	return 0;
+}
+
+/* The release TARGET holds now: its chunks by its manifest, or by
+ * chunking the file when no release we know is in it. */
+static void reuse_target(struct swarm *sw, struct reuse_work *rw)
+{
+	const char *target = sw->d->conf.target;
+	int fd;
+
+	for (struct held *o = sw->held; o; o = o->next)
+		if (o != rw->h && o->fd >= 0 && o->slot < 0 && !o->src && !o->have) {
+			struct manifest *old = NULL;
+			struct perr err = { "" };
+
+			/* copies: the loop may let go of o while the job runs */
+			if ((fd = dup(o->fd)) < 0 || manifest_parse(o->mbytes, o->mlen, &old, &err) < 0) {
+				log_warn("reuse %s: %s", target, fd < 0 ? strerror(errno) : err.msg);
+				if (fd >= 0)
+					close(fd);
+				return;
+			}
+			reuse_add(rw, fd, old, target);
+			return;
+		}
+	if ((fd = open(target, O_RDONLY | O_CLOEXEC)) < 0) {
+		if (errno != ENOENT)
+			log_warn("reuse %s: %s", target, strerror(errno));
+		return;
+	}
+	reuse_add(rw, fd, NULL, target);
+}
+
+/* Starts the local reuse of the fetch just set up, off the loop; 0 when
+ * there is nothing to reuse from (the caller goes on at once), 1 when
+ * the job runs (fetch_go follows it). */
+static int reuse_start(struct swarm *sw)
+{
+	struct fetch *f = sw->fetch;
+	struct conf *c = &sw->d->conf;
+	struct reuse_work *rw = calloc(1, sizeof(*rw));
+	int k;
+
+	if (!rw || !(rw->src = calloc(2 + c->reuse.n, sizeof(*rw->src))) ||
+	    !(rw->got = calloc((f->h->m->n_chunks + 7) / 8, 1))) {
+		log_err("reuse: out of memory; every chunk is fetched");
+		if (rw)
+			reuse_work_free(rw);
+		return 0;
+	}
+	rw->sw = sw;
+	rw->h = f->h;
+	if (sw->d->dev) {
+		struct manifest *old = NULL;
+		char what[256];
+		int afd = device_active_source(sw->d, &old, what, sizeof(what));
+
+		if (afd >= 0)
+			reuse_add(rw, afd, old, what);
+		else
+			manifest_free(old);
+	} else {
+		reuse_target(sw, rw);
+	}
+	for (size_t i = 0; i < c->reuse.n; i++) {
+		int fd = open(c->reuse.v[i], O_RDONLY | O_CLOEXEC);
+
+		if (fd < 0)
+			log_warn("reuse %s: %s", c->reuse.v[i], strerror(errno));
+		else
+			reuse_add(rw, fd, NULL, c->reuse.v[i]);
+	}
+	if (!rw->n_src) {
+		reuse_work_free(rw);
+		return 0;
+	}
+	if ((k = uv_queue_work(&sw->d->loop, &rw->w, reuse_work_cb, reuse_after_cb)) < 0) {
+		log_err("reuse: %s; every chunk is fetched", uv_strerror(k));
+		reuse_work_free(rw);
+		return 0;
+	}
+	f->reusing = true;
+	return 1;
 }
 
 static int resume_cb(void *ud, uint32_t idx)
@@ -971,27 +1168,6 @@ static int open_partial(struct swarm *sw, struct held *h, struct perr *err)
 	if (!existed)
 		state_have_clear(sw->d->st, h->id);
 	return 0;
-}
-
-/* The release TARGET holds now: its chunks by its manifest, or by
- * chunking the file when no release we know is in it. */
-static void reuse_target(struct swarm *sw, const struct held *fetching)
-{
-	const char *target = sw->d->conf.target;
-	int fd;
-
-	for (struct held *o = sw->held; o; o = o->next)
-		if (o != fetching && o->fd >= 0 && o->slot < 0 && !o->src && !o->have) {
-			reuse_local(sw, target, o->fd, o->m);
-			return;
-		}
-	if ((fd = open(target, O_RDONLY | O_CLOEXEC)) < 0) {
-		if (errno != ENOENT)
-			log_warn("reuse %s: %s", target, strerror(errno));
-		return;
-	}
-	reuse_local(sw, target, fd, NULL);
-	close(fd);
 }
 
 struct replaced {
@@ -1083,6 +1259,10 @@ void swarm_fetch_abort(struct swarm *sw, const char *why)
 	 * device aborts, and its slot is checked by the install instead) */
 	if (!f || f->verifying)
 		return;
+	if (f->reusing) { /* the pool thread writes the target: when it ends */
+		snprintf(f->abort_why, sizeof(f->abort_why), "%s", why);
+		return;
+	}
 	h = f->h;
 	log_notice("the fetch of %s (counter %" PRIu64 ") stops: %s", h->m->version, h->m->counter, why);
 	for (struct peer *p = sw->peers; p; p = p->next) {
@@ -1197,31 +1377,29 @@ static int fetch_start(struct swarm *sw, struct held *h, struct perr *err)
 		log_info("release %s: resuming with %" PRIu64 " of %zu chunks (%" PRIu64 " bytes) verified before",
 			 h->m->version, resumed, h->m->n_chunks, bytes);
 	}
-	if (sw->d->dev) {
-		struct manifest *old = NULL;
-		char what[256];
-		int afd = device_active_source(sw->d, &old, what, sizeof(what));
-
-		if (afd >= 0) {
-			reuse_local(sw, what, afd, old);
-			close(afd);
-		}
-		manifest_free(old);
-	} else {
-		reuse_target(sw, h);
-	}
-	for (size_t i = 0; i < c->reuse.n; i++)
-		reuse_file(sw, c->reuse.v[i]);
-	fetch_sync(sw);
 	for (struct peer *p = sw->peers; p; p = p->next) {
 		p->sent_bitfield = false;
 		p->in_sched = false; /* this scheduler is new: bitfields add them */
+	}
+	if (reuse_start(sw) == 0)
+		fetch_go(sw);
+	return 0;
+}
+
+/* The fetch set up and what the device holds copied: ask the peers. */
+static void fetch_go(struct swarm *sw)
+{
+	struct fetch *f = sw->fetch;
+
+	fetch_sync(sw);
+	for (struct peer *p = sw->peers; p; p = p->next) {
+		p->sent_bitfield = false;
+		p->in_sched = false;
 	}
 	if (sched_done(f->sched))
 		fetch_complete(sw);
 	else
 		broadcast_releases(sw);
-	return 0;
 }
 
 /* A whole manifest arrived from p: check it as the installer would. */
@@ -1398,7 +1576,7 @@ static void pump_peer(struct swarm *sw, struct peer *p)
 	uint32_t idx[WIRE_REQUEST_MAX];
 	size_t n = 0;
 
-	if (!f || !p->established || p->closing)
+	if (!f || f->reusing || !p->established || p->closing)
 		return;
 	if (!sent_bitfield_for(p, f->h) && peer_offers(p, f->h->id)) {
 		/* our bitfield asks for theirs */
@@ -1456,7 +1634,7 @@ static void on_chunk(struct peer *p, const struct msg_chunk *c)
 	char hex[17];
 	int k;
 
-	if (!f || !p->in_sched)
+	if (!f || f->reusing || !p->in_sched)
 		return; /* late: after completion or a restart of the fetch */
 	pos = order_find(f->h, c->id);
 	if (pos >= f->h->m->n_chunks || memcmp(chunk_of(f->h, f->h->order[pos])->id, c->id, HASH_SIZE) != 0)
