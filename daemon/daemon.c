@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <jansson.h>
+#include <limits.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <sys/resource.h>
@@ -419,7 +420,8 @@ static void signal_cb(uv_signal_t *s, int signum)
 	fleet_stop(d->fleet);
 	http_stop(d->http);
 	swarm_stop(d->swarm);
-	netwatch_stop(d->netwatch);
+	netwatch_stop(d->netwatch); /* frees it once the loop closes its handle */
+	d->netwatch = NULL;
 	origin_stop(d->origin);
 	device_stop(d);
 	discovery_stop(d->disc); /* closes its handles with their own callbacks */
@@ -488,23 +490,29 @@ static void notify_ready(struct daemon *d)
 
 int daemon_thread_background(void)
 {
+	struct rlimit rl;
 	int old;
 
 	errno = 0;
 	old = getpriority(PRIO_PROCESS, (id_t)gettid()); /* Linux: a thread's own nice value */
 	if (old == -1 && errno)
-		old = 0;
-	if (setpriority(PRIO_PROCESS, (id_t)gettid(), 19) < 0)
+		return INT_MIN;
+	/* only when the old value can be had back: a pool thread left at 19
+	 * would run the next install's hooks there too */
+	if (geteuid() != 0 && (getrlimit(RLIMIT_NICE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY ||
+			       20 - (long)rl.rlim_cur > old))
+		return INT_MIN;
+	if (setpriority(PRIO_PROCESS, (id_t)gettid(), 19) < 0) {
 		log_debug("cannot lower a worker thread's priority: %s", strerror(errno));
+		return INT_MIN;
+	}
 	return old;
 }
 
 void daemon_thread_foreground(int old)
 {
-	/* without CAP_SYS_NICE this may fail: the pool thread then stays at
-	 * 19, and every pool job of shoald is bulk work of this kind */
-	if (setpriority(PRIO_PROCESS, (id_t)gettid(), old) < 0)
-		log_debug("a worker thread stays at nice 19: %s", strerror(errno));
+	if (old != INT_MIN && setpriority(PRIO_PROCESS, (id_t)gettid(), old) < 0)
+		log_warn("a worker thread stays at nice 19: %s", strerror(errno));
 }
 
 int daemon_run(struct daemon *d)
@@ -519,7 +527,8 @@ void daemon_deinit(struct daemon *d)
 		fleet_stop(d->fleet);
 		http_stop(d->http);
 		swarm_stop(d->swarm);
-		netwatch_stop(d->netwatch);
+		netwatch_stop(d->netwatch); /* frees it once the loop closes its handle */
+		d->netwatch = NULL;
 		origin_stop(d->origin);
 		device_stop(d);
 		discovery_stop(d->disc);

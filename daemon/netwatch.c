@@ -28,8 +28,17 @@ struct netwatch {
 	struct ifstate ifs[NETWATCH_IFS];
 	size_t n_ifs;
 	bool closing;
-	uint8_t buf[8192];
+	uint8_t buf[32768];
 };
+
+static void ifstate_forget(struct netwatch *nw, int index)
+{
+	for (size_t i = 0; i < nw->n_ifs; i++)
+		if (nw->ifs[i].index == index) {
+			nw->ifs[i] = nw->ifs[--nw->n_ifs];
+			return;
+		}
+}
 
 static struct ifstate *ifstate_of(struct netwatch *nw, int index, bool *fresh)
 {
@@ -55,7 +64,11 @@ static void on_link(struct netwatch *nw, const struct nlmsghdr *h)
 
 	if (h->nlmsg_len < NLMSG_LENGTH(sizeof(*ifi)) || (ifi->ifi_flags & IFF_LOOPBACK))
 		return;
-	running = h->nlmsg_type == RTM_NEWLINK && (ifi->ifi_flags & IFF_RUNNING);
+	if (h->nlmsg_type == RTM_DELLINK) { /* gone: a new one gets a new index */
+		ifstate_forget(nw, ifi->ifi_index);
+		return;
+	}
+	running = (ifi->ifi_flags & IFF_RUNNING) != 0;
 	if (!(s = ifstate_of(nw, ifi->ifi_index, &fresh)))
 		return;
 	if (fresh) {
@@ -75,31 +88,8 @@ static void on_link(struct netwatch *nw, const struct nlmsghdr *h)
 	s->lost_ms = 0;
 }
 
-static void poll_cb(uv_poll_t *p, int status, int events)
+static int request_dump(struct netwatch *nw)
 {
-	struct netwatch *nw = p->data;
-	ssize_t n;
-
-	(void)events;
-	if (status < 0)
-		return;
-	/* bounded: a burst of events is read 64 datagrams per wake-up */
-	for (int round = 0; round < 64; round++) {
-		n = recv(nw->fd, nw->buf, sizeof(nw->buf), MSG_DONTWAIT);
-		if (n < 0) {
-			if (errno == ENOBUFS) /* events were lost: the states stay as last seen */
-				continue;
-			return;
-		}
-		for (struct nlmsghdr *h = (struct nlmsghdr *)nw->buf; NLMSG_OK(h, (size_t)n); h = NLMSG_NEXT(h, n))
-			if (h->nlmsg_type == RTM_NEWLINK || h->nlmsg_type == RTM_DELLINK)
-				on_link(nw, h);
-	}
-}
-
-struct netwatch *netwatch_new(uv_loop_t *loop, netwatch_up_fn up, void *ud)
-{
-	struct sockaddr_nl sa = { .nl_family = AF_NETLINK, .nl_groups = RTMGRP_LINK };
 	struct {
 		struct nlmsghdr h;
 		struct ifinfomsg i;
@@ -108,7 +98,60 @@ struct netwatch *netwatch_new(uv_loop_t *loop, netwatch_up_fn up, void *ud)
 		       .nlmsg_seq = 1 },
 		.i = { .ifi_family = AF_UNSPEC },
 	};
+
+	return send(nw->fd, &req, sizeof(req), 0) < 0 ? -errno : 0;
+}
+
+static void poll_cb(uv_poll_t *p, int status, int events)
+{
+	struct netwatch *nw = p->data;
+	struct sockaddr_nl from;
+	socklen_t fromlen;
+	ssize_t n;
+
+	(void)events;
+	if (status < 0) {
+		/* the socket overran (ENOBUFS): libuv stopped the handle.
+		 * Clear the error, ask for every link's state again and go on;
+		 * what changed meanwhile shows as a change against the
+		 * states remembered. */
+		int e = 0;
+		socklen_t el = sizeof(e);
+
+		getsockopt(nw->fd, SOL_SOCKET, SO_ERROR, &e, &el);
+		log_info("network: link events were lost (%s); reading every link's state again",
+			 strerror(e ? e : ENOBUFS));
+		if (request_dump(nw) < 0 || uv_poll_start(&nw->poll, UV_READABLE, poll_cb) < 0)
+			log_warn("network: cannot watch link state any longer: TCP's own timers decide after an outage");
+		return;
+	}
+	/* bounded: a burst of events is read 64 datagrams per wake-up */
+	for (int round = 0; round < 64; round++) {
+		fromlen = sizeof(from);
+		n = recvfrom(nw->fd, nw->buf, sizeof(nw->buf), MSG_DONTWAIT | MSG_TRUNC, (struct sockaddr *)&from,
+			     &fromlen);
+		if (n < 0) {
+			if (errno == ENOBUFS) /* events were lost: the states stay as last seen */
+				continue;
+			return;
+		}
+		if ((size_t)n > sizeof(nw->buf)) {
+			log_debug("network: a %zd-byte link message does not fit; skipped", n);
+			continue;
+		}
+		if (fromlen < sizeof(from) || from.nl_pid != 0) /* only the kernel speaks here */
+			continue;
+		for (struct nlmsghdr *h = (struct nlmsghdr *)nw->buf; NLMSG_OK(h, n); h = NLMSG_NEXT(h, n))
+			if (h->nlmsg_type == RTM_NEWLINK || h->nlmsg_type == RTM_DELLINK)
+				on_link(nw, h);
+	}
+}
+
+struct netwatch *netwatch_new(uv_loop_t *loop, netwatch_up_fn up, void *ud)
+{
+	struct sockaddr_nl sa = { .nl_family = AF_NETLINK, .nl_groups = RTMGRP_LINK };
 	struct netwatch *nw = calloc(1, sizeof(*nw));
+	int rcvbuf = 256 << 10;
 	int k;
 
 	if (!nw)
@@ -117,8 +160,9 @@ struct netwatch *netwatch_new(uv_loop_t *loop, netwatch_up_fn up, void *ud)
 	nw->up = up;
 	nw->ud = ud;
 	nw->fd = socket(AF_NETLINK, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, NETLINK_ROUTE);
-	if (nw->fd < 0 || bind(nw->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-	    send(nw->fd, &req, sizeof(req), 0) < 0) {
+	if (nw->fd >= 0)
+		(void)setsockopt(nw->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+	if (nw->fd < 0 || bind(nw->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || (errno = -request_dump(nw)) != 0) {
 		log_warn("network: cannot watch link state (rtnetlink: %s); after a link outage TCP's own timers "
 			 "decide when peers are heard again", strerror(errno));
 		goto fail;
