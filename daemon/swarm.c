@@ -2274,7 +2274,8 @@ static void connect_cb(uv_connect_t *c, int status)
 		 * neighbour entries that failed while the cable was out: the
 		 * first dials fail at once (EHOSTUNREACH) and the next one
 		 * resolves afresh. Try again at the next tick, not in 2 s. */
-		if (p->dialer && sw->link_back_ms && now - sw->link_back_ms < LINK_REDIAL_MS)
+		if (p->dialer && sw->link_back_ms && now - sw->link_back_ms < LINK_REDIAL_MS &&
+		    (status == UV_EHOSTUNREACH || status == UV_ENETUNREACH))
 			p->dialer->next_try_ms = now;
 		peer_close(p, uv_strerror(status));
 		return;
@@ -2348,6 +2349,22 @@ static void tick_cb(uv_timer_t *t)
 		consider_releases(p);
 }
 
+/* Is something of ours or theirs waiting on this connection: our own
+ * bytes unacknowledged (TCP_INFO), or chunks we are fetching from it?
+ * An idle connection that was silent across an outage is healthy. */
+static bool stuck(struct swarm *sw, struct peer *p)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+	uv_os_fd_t fd;
+
+	if (sw->fetch && p->in_sched)
+		return true;
+	if (uv_fileno((uv_handle_t *)&p->tcp, &fd) < 0 || getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
+		return false;
+	return ti.tcpi_unacked > 0 || ti.tcpi_backoff > 0;
+}
+
 void swarm_link_up(struct swarm *sw, const char *ifname, uint64_t down_ms)
 {
 	uint64_t now;
@@ -2364,15 +2381,26 @@ void swarm_link_up(struct swarm *sw, const char *ifname, uint64_t down_ms)
 	if (down_ms >= LINK_OUTAGE_MS)
 		for (struct peer *p = sw->peers, *next; p; p = next) {
 			next = p->next;
-			if (p->established && !p->closing && now - p->last_rx_ms >= down_ms) {
+			if (p->closing)
+				continue;
+			if (!p->established && p->initiator) {
+				/* a dial or handshake begun in the outage: its SYN
+				 * or first frame waits for TCP's backed-off retry */
+				peer_close(p, "dialled across the link outage");
+				continue;
+			}
+			if (p->established && now - p->last_rx_ms >= down_ms && stuck(sw, p)) {
 				p->reset_on_close = true;
 				peer_close(p, "heard nothing across the link outage");
 				dropped++;
 			}
 		}
 	sw->link_back_ms = now;
-	log_notice("network: %s has its carrier back after %.1f s; %u silent connection(s) dropped, dialling peers "
-		   "now", ifname, (double)down_ms / 1000, dropped);
+	if (down_ms)
+		log_notice("network: %s has its carrier back after %.1f s; %u silent connection(s) dropped, dialling "
+			   "peers now", ifname, (double)down_ms / 1000, dropped);
+	else
+		log_notice("network: %s has its carrier back (its loss was not seen); dialling peers now", ifname);
 	for (size_t i = 0; i < sw->n_dialers; i++)
 		sw->dialers[i].next_try_ms = now;
 	tick_cb(&sw->tick);
