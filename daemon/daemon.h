@@ -46,6 +46,8 @@ void daemon_deinit(struct daemon *d);
  * calling thread runs at the lowest CPU priority until
  * daemon_thread_foreground() gives back the one returned here. On a
  * device's one or two cores the loop then goes on serving its peers
- * while the read-back takes what is left. */
+ * while the read-back takes what is left. Where the old priority could
+ * not be had back (no root, RLIMIT_NICE too low) nothing changes: other
+ * pool work (hooks, inventory) must not inherit nice 19. */
 int daemon_thread_background(void);
 void daemon_thread_foreground(int old);

@@ -848,6 +848,7 @@ static void local_work(uv_work_t *w)
 {
 	struct device *dev = container_of(w, struct device, lo.work);
 	struct timespec a;
+	int prio;
 
 	switch (dev->lo.step) {
 	case LO_BEGIN: /* the install recorded, pre-install hooks */
@@ -862,7 +863,9 @@ static void local_work(uv_work_t *w)
 	case LO_HASH:
 		clock_gettime(CLOCK_MONOTONIC, &a);
 		dev->lo.err.msg[0] = '\0';
+		prio = daemon_thread_background(); /* the loop serves peers meanwhile */
 		dev->lo.k = installer_job_hash(dev->lo.job, &dev->lo.err);
+		daemon_thread_foreground(prio);
 		dev->hash_ms = ms_since(&a);
 		break;
 	case LO_FINISH: /* k and err: the hash's; post-install hooks, mark-trial */

@@ -64,6 +64,8 @@ int spawn_run(const char *const *argv, const char *const *env, uint64_t timeout_
 	pid_t pid;
 
 	memset(res, 0, sizeof(*res));
+	if (cancel && __atomic_load_n(cancel, __ATOMIC_RELAXED))
+		return perr_set(err, -EINTR, "not started (its caller is shutting down)");
 	if (pipe2(fds, O_CLOEXEC) < 0)
 		return perr_set(err, -errno, "pipe: %s", strerror(errno));
 	pid = fork();
