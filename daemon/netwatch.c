@@ -28,7 +28,10 @@ struct netwatch {
 	struct ifstate ifs[NETWATCH_IFS];
 	size_t n_ifs;
 	bool closing;
-	uint8_t buf[32768];
+	union { /* netlink messages are read in place: aligned as they are */
+		struct nlmsghdr h;
+		uint8_t b[32768];
+	} buf;
 };
 
 static void ifstate_forget(struct netwatch *nw, int index)
@@ -128,20 +131,20 @@ static void poll_cb(uv_poll_t *p, int status, int events)
 	/* bounded: a burst of events is read 64 datagrams per wake-up */
 	for (int round = 0; round < 64; round++) {
 		fromlen = sizeof(from);
-		n = recvfrom(nw->fd, nw->buf, sizeof(nw->buf), MSG_DONTWAIT | MSG_TRUNC, (struct sockaddr *)&from,
+		n = recvfrom(nw->fd, nw->buf.b, sizeof(nw->buf.b), MSG_DONTWAIT | MSG_TRUNC, (struct sockaddr *)&from,
 			     &fromlen);
 		if (n < 0) {
 			if (errno == ENOBUFS) /* events were lost: the states stay as last seen */
 				continue;
 			return;
 		}
-		if ((size_t)n > sizeof(nw->buf)) {
+		if ((size_t)n > sizeof(nw->buf.b)) {
 			log_debug("network: a %zd-byte link message does not fit; skipped", n);
 			continue;
 		}
 		if (fromlen < sizeof(from) || from.nl_pid != 0) /* only the kernel speaks here */
 			continue;
-		for (struct nlmsghdr *h = (struct nlmsghdr *)nw->buf; NLMSG_OK(h, n); h = NLMSG_NEXT(h, n))
+		for (struct nlmsghdr *h = &nw->buf.h; NLMSG_OK(h, n); h = NLMSG_NEXT(h, n))
 			if (h->nlmsg_type == RTM_NEWLINK || h->nlmsg_type == RTM_DELLINK)
 				on_link(nw, h);
 	}
