@@ -714,10 +714,14 @@ static void mark_have(struct swarm *sw, uint32_t i)
 }
 
 /* Writes a verified chunk at every index that has its id. */
-static int write_unit(struct swarm *sw, const uint8_t id[HASH_SIZE], const uint8_t *data, uint32_t len,
-		      uint32_t *ret_first)
+/* Writes data at every place of h's image whose chunk has this id and
+ * that `skip` does not rule out (held already), and calls `wrote` for
+ * each. *ret_first: the id's first place. -ENOENT: not in the image;
+ * -EBADMSG: its length differs from the manifest's. */
+static int write_places(struct held *h, const uint8_t id[HASH_SIZE], const uint8_t *data, uint32_t len,
+			bool (*skip)(void *ud, uint32_t i), void (*wrote)(void *ud, uint32_t i), void *ud,
+			uint32_t *ret_first)
 {
-	struct held *h = sw->fetch->h;
 	size_t pos = order_find(h, id);
 	bool any = false;
 	int k;
@@ -731,15 +735,32 @@ static int write_unit(struct swarm *sw, const uint8_t id[HASH_SIZE], const uint8
 		if (!any)
 			*ret_first = i;
 		any = true;
-		if (held_has(h, i))
+		if (skip(ud, i))
 			continue;
 		if (c->len != len)
 			return -EBADMSG;
 		if ((k = pwrite_full(h->fd, data, len, (off_t)c->offset)) < 0)
 			return k;
-		mark_have(sw, i);
+		wrote(ud, i);
 	}
 	return any ? 0 : -ENOENT;
+}
+
+static bool fetched_skip(void *ud, uint32_t i)
+{
+	return held_has(((struct swarm *)ud)->fetch->h, i);
+}
+
+static void fetched_wrote(void *ud, uint32_t i)
+{
+	mark_have(ud, i);
+}
+
+/* A verified chunk into the target, at every place it goes. */
+static int write_unit(struct swarm *sw, const uint8_t id[HASH_SIZE], const uint8_t *data, uint32_t len,
+		      uint32_t *ret_first)
+{
+	return write_places(sw->fetch->h, id, data, len, fetched_skip, fetched_wrote, sw, ret_first);
 }
 
 static void fetch_free(struct fetch *f)
@@ -924,38 +945,37 @@ static bool reuse_wanted(void *ud, const uint8_t id[HASH_SIZE], uint32_t len)
 	return false;
 }
 
+static bool reuse_skip(void *ud, uint32_t i)
+{
+	struct reuse_work *rw = ud;
+
+	return held_has(rw->h, i) || got_has(rw, i);
+}
+
+static void reuse_wrote(void *ud, uint32_t i)
+{
+	struct reuse_work *rw = ud;
+
+	rw->got[i / 8] |= (uint8_t)(1u << (i % 8));
+}
+
 /* In the pool thread: the bytes go to every place of the image with this
  * id that is not held yet; marking them is for the loop, later. */
 static int reuse_offer(void *ud, const uint8_t id[HASH_SIZE], const uint8_t *buf, uint32_t len, struct perr *err)
 {
 	struct reuse_work *rw = ud;
-	struct held *h = rw->h;
-	size_t pos = order_find(h, id);
-	bool any = false;
 	uint32_t first = 0;
 	int k;
 
 	if (__atomic_load_n(&rw->sw->stopping, __ATOMIC_RELAXED))
 		return perr_set(err, -ECANCELED, "shoald is stopping");
-	for (; pos < h->m->n_chunks; pos++) {
-		uint32_t i = h->order[pos];
-		const struct manifest_chunk *c = chunk_of(h, i);
-
-		if (memcmp(c->id, id, HASH_SIZE) != 0)
-			break;
-		if (!any)
-			first = i;
-		any = true;
-		if (held_has(h, i) || got_has(rw, i))
-			continue;
-		if (c->len != len)
-			return perr_set(err, -EBADMSG, "a chunk's length differs from the manifest's");
-		if ((k = pwrite_full(h->fd, buf, len, (off_t)c->offset)) < 0)
-			return perr_set(err, k, "writing the target failed: %s", strerror(-k));
-		rw->got[i / 8] |= (uint8_t)(1u << (i % 8));
-	}
-	if (!any)
+	k = write_places(rw->h, id, buf, len, reuse_skip, reuse_wrote, rw, &first);
+	if (k == -ENOENT)
 		return 0;
+	if (k == -EBADMSG)
+		return perr_set(err, k, "a chunk's length differs from the manifest's");
+	if (k < 0)
+		return perr_set(err, k, "writing the target failed: %s", strerror(-k));
 	if ((k = array_reserve((void **)&rw->firsts, &rw->cap_firsts, rw->n_firsts + 1, sizeof(*rw->firsts), 256)) < 0)
 		return perr_set(err, k, "out of memory");
 	rw->firsts[rw->n_firsts++] = first;
