@@ -89,6 +89,8 @@ struct fetch {
 	size_t n_announce;
 	bool verifying; /* complete: the target is read back off the loop */
 	bool reusing;   /* local reuse runs off the loop: no requests, no writes here */
+	bool syncing;   /* a periodic fdatasync runs off the loop (sync_work) */
+	bool complete_after_sync; /* completion waits for it */
 	char abort_why[128]; /* swarm_fetch_abort while reusing: done when it ends */
 };
 
@@ -644,6 +646,8 @@ static void flush_counters(struct swarm *sw)
 			*v[i] = 0;
 }
 
+/* What was written and not yet recorded reaches the disk, then the record
+ * saying it is there; on the loop: at the end of a fetch and at stop. */
 static void fetch_sync(struct swarm *sw)
 {
 	struct fetch *f = sw->fetch;
@@ -663,6 +667,94 @@ static void fetch_sync(struct swarm *sw)
 		log_debug("release %s: progress recorded: %" PRIu32 " of %zu chunks", f->h->m->version, f->h->n_have,
 			  f->h->m->n_chunks);
 	}
+	f->last_sync_ms = uv_now(&sw->d->loop);
+}
+
+/* The periodic sync while chunks arrive: the fdatasync (on slow flash,
+ * a second's worth of chunks can take most of a second) runs in the
+ * thread pool, the record follows on the loop. The chunks written
+ * meanwhile wait for the next one. While it runs the fetch is not freed:
+ * completion and aborts wait for it. */
+struct sync_work {
+	uv_work_t w;
+	struct swarm *sw;
+	struct fetch *f;
+	int fd;
+	uint32_t *idx;
+	size_t n;
+	int err;
+};
+
+static void fetch_complete(struct swarm *sw);
+
+static void sync_work_cb(uv_work_t *w)
+{
+	struct sync_work *sj = container_of(w, struct sync_work, w);
+
+	sj->err = fdatasync(sj->fd) < 0 ? errno : 0;
+}
+
+static void sync_after_cb(uv_work_t *w, int status)
+{
+	struct sync_work *sj = container_of(w, struct sync_work, w);
+	struct swarm *sw = sj->sw;
+	struct fetch *f = sj->f;
+	int k;
+
+	f->syncing = false;
+	if (status < 0 || sj->err) {
+		log_err("target: fdatasync failed: %s", status < 0 ? uv_strerror(status) : strerror(sj->err));
+	} else if ((k = state_have_add(sw->d->st, f->h->id, sj->idx, sj->n)) < 0) {
+		log_err("state: recording progress failed: %s", strerror(-k));
+	} else {
+		log_debug("release %s: progress recorded: %" PRIu32 " of %zu chunks (%zu in this sync)", f->h->m->version,
+			  f->h->n_have - (uint32_t)f->n_pending, f->h->m->n_chunks, sj->n);
+	}
+	free(sj->idx);
+	free(sj);
+	f->last_sync_ms = uv_now(&sw->d->loop);
+	if (sw->stopping)
+		return;
+	if (f->abort_why[0]) {
+		char why[sizeof(f->abort_why)];
+
+		snprintf(why, sizeof(why), "%s", f->abort_why);
+		swarm_fetch_abort(sw, why);
+		return;
+	}
+	if (f->complete_after_sync) {
+		f->complete_after_sync = false;
+		fetch_complete(sw);
+	}
+}
+
+static void fetch_sync_async(struct swarm *sw)
+{
+	struct fetch *f = sw->fetch;
+	struct sync_work *sj;
+	int k;
+
+	if (!f || f->syncing || !f->n_pending)
+		return;
+	if (!(sj = calloc(1, sizeof(*sj)))) {
+		fetch_sync(sw);
+		return;
+	}
+	sj->sw = sw;
+	sj->f = f;
+	sj->fd = f->h->fd;
+	sj->idx = f->pending; /* the next chunks start a new list */
+	sj->n = f->n_pending;
+	f->pending = NULL;
+	f->n_pending = f->cap_pending = 0;
+	if ((k = uv_queue_work(&sw->d->loop, &sj->w, sync_work_cb, sync_after_cb)) < 0) {
+		f->pending = sj->idx;
+		f->n_pending = f->cap_pending = sj->n;
+		free(sj);
+		fetch_sync(sw);
+		return;
+	}
+	f->syncing = true;
 	f->last_sync_ms = uv_now(&sw->d->loop);
 }
 
@@ -874,6 +966,10 @@ static void fetch_complete(struct swarm *sw)
 
 	if (f->verifying)
 		return;
+	if (f->syncing) { /* its after-work callback comes back here */
+		f->complete_after_sync = true;
+		return;
+	}
 	flush_haves(sw);
 	fetch_sync(sw);
 	flush_counters(sw);
@@ -1279,7 +1375,7 @@ void swarm_fetch_abort(struct swarm *sw, const char *why)
 	 * device aborts, and its slot is checked by the install instead) */
 	if (!f || f->verifying)
 		return;
-	if (f->reusing) { /* the pool thread writes the target: when it ends */
+	if (f->reusing || f->syncing) { /* a pool thread uses the target: when it ends */
 		snprintf(f->abort_why, sizeof(f->abort_why), "%s", why);
 		return;
 	}
@@ -1693,7 +1789,7 @@ static void on_chunk(struct peer *p, const struct msg_chunk *c)
 	else
 		sw->pending_rx_peers += c->plain_len;
 	if (uv_now(&sw->d->loop) - f->last_sync_ms >= SYNC_EVERY_MS)
-		fetch_sync(sw);
+		fetch_sync_async(sw);
 	if (sched_done(f->sched))
 		fetch_complete(sw);
 }
@@ -2358,7 +2454,7 @@ static void tick_cb(uv_timer_t *t)
 	if (sw->fetch) {
 		sched_tick(sw->fetch->sched, now);
 		if (now - sw->fetch->last_sync_ms >= SYNC_EVERY_MS)
-			fetch_sync(sw);
+			fetch_sync_async(sw);
 	}
 	if (now - sw->last_counters_ms >= SYNC_EVERY_MS) {
 		flush_counters(sw);
