@@ -582,12 +582,26 @@ int device_active_source(struct daemon *d, struct manifest **ret_old, char *what
 
 /* ---- installing ---- */
 
-static uint64_t ms_since(const struct timespec *a)
+/* A whole-slot hash in a pool thread: timed (dev->hash_ms), and at the
+ * lowest CPU priority while it runs, so that the loop serves peers. */
+struct hash_timer {
+	struct timespec a;
+	int prio;
+};
+
+static void hash_timer_start(struct hash_timer *t)
+{
+	clock_gettime(CLOCK_MONOTONIC, &t->a);
+	t->prio = daemon_thread_background();
+}
+
+static void hash_timer_stop(struct device *dev, const struct hash_timer *t)
 {
 	struct timespec b;
 
+	daemon_thread_foreground(t->prio);
 	clock_gettime(CLOCK_MONOTONIC, &b);
-	return (uint64_t)(((int64_t)b.tv_sec - a->tv_sec) * 1000 + ((int64_t)b.tv_nsec - a->tv_nsec) / 1000000);
+	dev->hash_ms = (uint64_t)(((int64_t)b.tv_sec - t->a.tv_sec) * 1000 + ((int64_t)b.tv_nsec - t->a.tv_nsec) / 1000000);
 }
 
 /* After a step off the loop: does the shutdown end the install here? It
@@ -645,8 +659,7 @@ static void fetched_work(uv_work_t *w)
 {
 	struct device *dev = container_of(w, struct device, work);
 	struct installer_fetched f = { .manifest = dev->mbytes, .manifest_len = dev->mlen, .source = "the swarm" };
-	struct timespec a;
-	int prio;
+	struct hash_timer t;
 
 	switch (dev->step) {
 	case FE_BEGIN: /* verify, the install recorded, pre-install hooks */
@@ -654,12 +667,10 @@ static void fetched_work(uv_work_t *w)
 		dev->step_k = installer_fetched_begin(dev->in, &f, &dev->step_res, &dev->step_err);
 		break;
 	case FE_HASH:
-		clock_gettime(CLOCK_MONOTONIC, &a);
 		dev->hash_err.msg[0] = '\0';
-		prio = daemon_thread_background(); /* the loop serves peers meanwhile */
+		hash_timer_start(&t);
 		dev->hash_k = installer_slot_hash(dev->in, dev->slot, dev->image_size, dev->hash, &dev->hash_err);
-		daemon_thread_foreground(prio);
-		dev->hash_ms = ms_since(&a);
+		hash_timer_stop(dev, &t);
 		break;
 	case FE_FINISH: /* the hash against the manifest, post-install hooks, mark-trial */
 		dev->step_k = installer_fetched_finish(dev->in, dev->hash_k < 0 ? NULL : dev->hash, REBOOT_NONE,
@@ -847,8 +858,7 @@ static const char *const lo_step_names[] = { "begin", "write", "slot check", "fi
 static void local_work(uv_work_t *w)
 {
 	struct device *dev = container_of(w, struct device, lo.work);
-	struct timespec a;
-	int prio;
+	struct hash_timer t;
 
 	switch (dev->lo.step) {
 	case LO_BEGIN: /* the install recorded, pre-install hooks */
@@ -861,12 +871,10 @@ static void local_work(uv_work_t *w)
 		dev->lo.k = installer_job_written(dev->lo.job, dev->lo.k, &dev->lo.err);
 		break;
 	case LO_HASH:
-		clock_gettime(CLOCK_MONOTONIC, &a);
 		dev->lo.err.msg[0] = '\0';
-		prio = daemon_thread_background(); /* the loop serves peers meanwhile */
+		hash_timer_start(&t);
 		dev->lo.k = installer_job_hash(dev->lo.job, &dev->lo.err);
-		daemon_thread_foreground(prio);
-		dev->hash_ms = ms_since(&a);
+		hash_timer_stop(dev, &t);
 		break;
 	case LO_FINISH: /* k and err: the hash's; post-install hooks, mark-trial */
 		dev->lo.k = installer_job_finish(dev->lo.job, dev->lo.k, REBOOT_NONE, &dev->lo.err);

@@ -646,12 +646,25 @@ static void flush_counters(struct swarm *sw)
 			*v[i] = 0;
 }
 
+/* Records chunks whose data is on disk (fdatasync done); 0 on success. */
+static int record_progress(struct swarm *sw, struct fetch *f, const uint32_t *idx, size_t n, size_t unsynced)
+{
+	int k = state_have_add(sw->d->st, f->h->id, idx, n);
+
+	if (k < 0)
+		log_err("state: recording progress failed: %s", strerror(-k));
+	else
+		log_debug("release %s: progress recorded: %" PRIu32 " of %zu chunks", f->h->m->version,
+			  f->h->n_have - (uint32_t)unsynced, f->h->m->n_chunks);
+	f->last_sync_ms = uv_now(&sw->d->loop);
+	return k;
+}
+
 /* What was written and not yet recorded reaches the disk, then the record
  * saying it is there; on the loop: at the end of a fetch and at stop. */
 static void fetch_sync(struct swarm *sw)
 {
 	struct fetch *f = sw->fetch;
-	int k;
 
 	if (!f || !f->n_pending)
 		return;
@@ -660,14 +673,20 @@ static void fetch_sync(struct swarm *sw)
 		log_err("target: fdatasync failed: %s", strerror(errno));
 		return;
 	}
-	if ((k = state_have_add(sw->d->st, f->h->id, f->pending, f->n_pending)) < 0) {
-		log_err("state: recording progress failed: %s", strerror(-k));
-	} else {
+	if (record_progress(sw, f, f->pending, f->n_pending, 0) == 0)
 		f->n_pending = 0;
-		log_debug("release %s: progress recorded: %" PRIu32 " of %zu chunks", f->h->m->version, f->h->n_have,
-			  f->h->m->n_chunks);
-	}
-	f->last_sync_ms = uv_now(&sw->d->loop);
+}
+
+/* An abort that came while a pool thread used the target; true if done. */
+static bool abort_if_asked(struct swarm *sw, struct fetch *f)
+{
+	char why[sizeof(f->abort_why)];
+
+	if (!f->abort_why[0])
+		return false;
+	snprintf(why, sizeof(why), "%s", f->abort_why);
+	swarm_fetch_abort(sw, why);
+	return true;
 }
 
 /* The periodic sync while chunks arrive: the fdatasync (on slow flash,
@@ -699,29 +718,18 @@ static void sync_after_cb(uv_work_t *w, int status)
 	struct sync_work *sj = container_of(w, struct sync_work, w);
 	struct swarm *sw = sj->sw;
 	struct fetch *f = sj->f;
-	int k;
 
 	f->syncing = false;
 	if (status < 0 || sj->err) {
 		log_err("target: fdatasync failed: %s", status < 0 ? uv_strerror(status) : strerror(sj->err));
-	} else if ((k = state_have_add(sw->d->st, f->h->id, sj->idx, sj->n)) < 0) {
-		log_err("state: recording progress failed: %s", strerror(-k));
+		f->last_sync_ms = uv_now(&sw->d->loop);
 	} else {
-		log_debug("release %s: progress recorded: %" PRIu32 " of %zu chunks (%zu in this sync)", f->h->m->version,
-			  f->h->n_have - (uint32_t)f->n_pending, f->h->m->n_chunks, sj->n);
+		record_progress(sw, f, sj->idx, sj->n, f->n_pending);
 	}
 	free(sj->idx);
 	free(sj);
-	f->last_sync_ms = uv_now(&sw->d->loop);
-	if (sw->stopping)
+	if (sw->stopping || abort_if_asked(sw, f))
 		return;
-	if (f->abort_why[0]) {
-		char why[sizeof(f->abort_why)];
-
-		snprintf(why, sizeof(why), "%s", f->abort_why);
-		swarm_fetch_abort(sw, why);
-		return;
-	}
 	if (f->complete_after_sync) {
 		f->complete_after_sync = false;
 		fetch_complete(sw);
@@ -1131,18 +1139,12 @@ static void reuse_after_cb(uv_work_t *w, int status)
 		return;
 	}
 	f->reusing = false;
-	for (size_t i = 0; i < rw->n_firsts; i++) {
-		struct held *h = f->h;
-		uint32_t first = rw->firsts[i];
-		const uint8_t *id = chunk_of(h, first)->id;
-
-		for (size_t pos = order_find(h, id); pos < h->m->n_chunks && !memcmp(chunk_of(h, h->order[pos])->id, id,
-										  HASH_SIZE); pos++)
-			if (got_has(rw, h->order[pos]))
-				mark_have(sw, h->order[pos]);
-		if (sched_have(f->sched, first) == 1)
-			total += chunk_of(h, first)->len;
-	}
+	for (uint32_t i = 0; i < f->h->m->n_chunks; i++)
+		if (got_has(rw, i))
+			mark_have(sw, i);
+	for (size_t i = 0; i < rw->n_firsts; i++)
+		if (sched_have(f->sched, rw->firsts[i]) == 1)
+			total += chunk_of(f->h, rw->firsts[i])->len;
 	for (size_t i = 0; i < rw->n_src; i++) {
 		struct reuse_src *r = &rw->src[i];
 
@@ -1152,24 +1154,17 @@ static void reuse_after_cb(uv_work_t *w, int status)
 	}
 	state_counter_add(sw->d->st, "rx_local", total);
 	reuse_work_free(rw);
-	if (f->abort_why[0]) {
-		char why[sizeof(f->abort_why)];
-
-		snprintf(why, sizeof(why), "%s", f->abort_why);
-		swarm_fetch_abort(sw, why);
-		return;
-	}
-	fetch_go(sw);
+	if (!abort_if_asked(sw, f))
+		fetch_go(sw);
 }
 
-static int reuse_add(struct reuse_work *rw, int fd, struct manifest *old, const char *what)
+static void reuse_add(struct reuse_work *rw, int fd, struct manifest *old, const char *what)
 {
 	struct reuse_src *r = &rw->src[rw->n_src++];
 
 	r->fd = fd;
 	r->old = old;
 	snprintf(r->what, sizeof(r->what), "%s", what);
-	return 0;
 }
 
 /* The release TARGET holds now: its chunks by its manifest, or by
@@ -1508,10 +1503,6 @@ static void fetch_go(struct swarm *sw)
 	struct fetch *f = sw->fetch;
 
 	fetch_sync(sw);
-	for (struct peer *p = sw->peers; p; p = p->next) {
-		p->sent_bitfield = false;
-		p->in_sched = false;
-	}
 	if (sched_done(f->sched))
 		fetch_complete(sw);
 	else
